@@ -1,0 +1,1 @@
+"""Device pipeline: target profiles, firmware, build, backends and transport."""

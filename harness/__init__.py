@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop harness: streaming, agreement, reports, pytest plugin and CLI."""

@@ -1,0 +1,1 @@
+"""Model pipeline: recordings, teacher, students, distillation, quantization, C export."""
