@@ -171,14 +171,12 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
                             "model->x);")
                 x = "model->x"
             elif isinstance(op, FloatInput):
-                fields.append(f"float x[{window * AXES}];")
-                body.append(f"tag_input_f32(window, {window * AXES}, "
-                            "TAG_MODEL_INPUT_FRAC, model->x);")
+                pass  # the float pooling already read the counts as g
             elif isinstance(op, FloatPool):
                 pooled = window // op.pool * AXES
                 fields.append(f"float pooled[{pooled}];")
-                body.append(f"tag_avgpool_f32(model->x, TAG_MODEL_WINDOW, TAG_MODEL_AXES, "
-                            f"{op.pool}, model->pooled);")
+                body.append(f"tag_avgpool_f32(window, TAG_MODEL_WINDOW, TAG_MODEL_AXES, "
+                            f"{op.pool}, TAG_MODEL_INPUT_FRAC, model->pooled);")
                 x, width = "model->pooled", pooled
             else:
                 rest.append(op)
@@ -294,13 +292,13 @@ def export_quantized(model: QuantizedModel, folder: Path) -> Path:
     }, ("tag_nn.h", "tag_nn.c"))
 
 
-def export_float(net: FloatNet, folder: Path, model_hash: str) -> Path:
+def export_float(net: FloatNet, folder: Path) -> Path:
     """Write the float32 C of the folded student into `folder`; returns the folder."""
     v = _variant(None)
     fields, body = _forward(v, net.ops, net.window)
     return _write(folder, {
-        "tag_model.h": _model_h(v, net.kind, net.window, net.class_names, model_hash, None,
-                                fields),
+        "tag_model.h": _model_h(v, net.kind, net.window, net.class_names, net.model_hash,
+                                None, fields),
         "tag_model.c": _model_c(v, net.kind, _layers_c(v, net.ops), body),
     }, ("tag_nn_f32.h", "tag_nn_f32.c"))
 
@@ -325,7 +323,7 @@ def build_host(folder: Path, output: Path | None = None) -> Path:
     if compiler is None:
         raise ToolchainError("no host C compiler: install gcc (apt-get install gcc)")
     output = output or folder / "host_batch"
-    sources = sorted(str(p) for p in folder.glob("*.c")) + [str(CSRC / "host_batch.c")]
+    sources = [*sorted(str(p) for p in folder.glob("*.c")), str(CSRC / "host_batch.c")]
     result = subprocess.run([compiler, *HOST_CFLAGS, "-I", str(folder), *sources, "-o",
                              str(output), "-lm"], capture_output=True, text=True)
     if result.returncode != 0:

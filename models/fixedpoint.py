@@ -85,7 +85,7 @@ def align(values: np.ndarray, from_frac: int, to_frac: int) -> np.ndarray:
     return np.clip(values, INT32_MIN, INT32_MAX)
 
 
-# --- sigmoid and tanh: a 257-entry Q15 table over [-8, 8], linearly interpolated -------------------
+# --- sigmoid and tanh: a 257-entry Q15 table over [-8, 8], linearly interpolated ---------------
 # The table input is Q3.12 in an int16 range, so [-8, 8) covers the whole of it; beyond +-8 both
 # functions are within 3.4e-4 of their limits.
 LUT_INPUT_FRAC = 12

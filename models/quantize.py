@@ -4,7 +4,8 @@ A student becomes a short list of operations. Each exists twice: as float (the f
 used to calibrate and to export the float32 C variant) and as integer (the quantized model, whose
 `run` is the numpy reference the C must equal bit for bit).
 
-    GRU-MLP: input (N,L,3) -> Input -> Dense 'perceptron' per step (N,L,P) -> GRU (N,H) -> Dense.. (N,C)
+    GRU-MLP: input (N,L,3) -> Input -> Dense 'perceptron' per step (N,L,P) -> GRU (N,H)
+             -> Dense.. (N,C)
     MLP:     input (N,L,3) -> AvgPool + flatten (N,3L/pool) -> Input -> Dense.. (N,C)
 
 The model input is the accelerometer sample as int16 counts in Q(.INPUT_FRAC) g, as it arrives on
@@ -157,6 +158,16 @@ class FloatNet:
     ops: list[Any]
     window: int
     class_names: tuple[str, ...]
+
+    @property
+    def model_hash(self) -> str:
+        """Short hash of every float32 parameter: names the float variant on the device."""
+        digest = hashlib.sha256(self.kind.encode())
+        for op in self.ops:
+            for value in vars(op).values():
+                if isinstance(value, np.ndarray):
+                    digest.update(value.astype("<f4").tobytes())
+        return digest.hexdigest()[:16]
 
     def run(self, x_g: np.ndarray, trace: dict[str, float] | None = None) -> np.ndarray:
         trace = {} if trace is None else trace

@@ -10,13 +10,15 @@ void tag_input_f32(const int16_t *counts, int n, int in_frac, float *out)
     }
 }
 
-void tag_avgpool_f32(const float *in, int length, int axes, int pool, float *out)
+void tag_avgpool_f32(const int16_t *counts, int length, int axes, int pool, int in_frac,
+                     float *out)
 {
+    const float scale = 1.0f / (float)(1L << in_frac);
     for (int block = 0; block < length / pool; ++block) {
         for (int axis = 0; axis < axes; ++axis) {
             float sum = 0.0f;
             for (int t = 0; t < pool; ++t) {
-                sum += in[(block * pool + t) * axes + axis];
+                sum += (float)counts[(block * pool + t) * axes + axis] * scale;
             }
             out[block * axes + axis] = sum / (float)pool;
         }

@@ -26,8 +26,9 @@ typedef struct {
 
 /* n wire counts in Q(.in_frac) g to float g. */
 void tag_input_f32(const int16_t *counts, int n, int in_frac, float *out);
-/* Mean of `pool` consecutive samples per axis: [length][axes] -> [length / pool][axes]. */
-void tag_avgpool_f32(const float *in, int length, int axes, int pool, float *out);
+/* Mean in g of `pool` consecutive wire counts per axis: [length][axes] -> [length / pool][axes]. */
+void tag_avgpool_f32(const int16_t *counts, int length, int axes, int pool, int in_frac,
+                     float *out);
 void tag_dense_f32(const tag_dense_f32_t *layer, const float *in, float *out);
 /* One time step: h_next = GRU(x, h). h and h_next must not overlap. */
 void tag_gru_step_f32(const tag_gru_f32_t *gru, const float *x, const float *h, float *h_next);

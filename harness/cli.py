@@ -1,0 +1,202 @@
+"""`harness`: the command line of the pipeline.
+
+    harness train    --data PATH | --synthetic  --out RUN_DIR  [--epochs N] [--seed N] ...
+    harness quantize RUN_DIR [--bits 16 8]
+    harness export   RUN_DIR
+
+A HarnessError is printed as one line and exits with status 2; argparse does the same for an
+unknown option value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from device_sim.targets import load_target, target_names
+from harness.errors import HarnessError
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")\
+            from None
+
+
+def _str_tuple(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("recording")
+    which = source.add_mutually_exclusive_group(required=True)
+    which.add_argument("--data", type=Path, metavar="PATH",
+                       help="a table (CSV or Parquet) or a folder of labelled bouts")
+    which.add_argument("--synthetic", action="store_true",
+                       help="a generated recording (synthetic, not animal data)")
+    source.add_argument("--units", default=None, choices=["g", "m/s2", "counts"],
+                        help="acceleration units (default: g for tables, m/s2 for bouts)")
+    source.add_argument("--scale", type=float, help="g per count, with --units counts")
+    source.add_argument("--source-rate", type=float, metavar="HZ",
+                        help="sample rate of the recording when it has no time column")
+    table = parser.add_argument_group("table columns")
+    for axis in ("time", "x", "y", "z", "label", "animal"):
+        table.add_argument(f"--{axis}-column", default=axis if axis != "time" else "time",
+                           metavar="NAME")
+    bouts = parser.add_argument_group("bout folders")
+    bouts.add_argument("--axes", type=_str_tuple, default=("MPU9250_AX", "MPU9250_AY",
+                                                            "MPU9250_AZ"),
+                       metavar="X,Y,Z", help="the three axis columns of each bout file")
+    bouts.add_argument("--bout-pattern",
+                       default=r"^(?P<index>\d+)_(?P<label>[^_]+)_(?P<animal>[^_]+)_",
+                       metavar="REGEX", help="file-name pattern with (?P<label>) and (?P<animal>)")
+    bouts.add_argument("--label-from", choices=["file", "folder"], default="folder",
+                       help="take a bout's label from its file name or its folder")
+    bouts.add_argument("--bout-time-column", default="Time", metavar="NAME")
+    synthetic = parser.add_argument_group("synthetic recording")
+    synthetic.add_argument("--synthetic-animals", type=int, default=6)
+    synthetic.add_argument("--synthetic-seconds", type=float, default=60.0,
+                           help="seconds per bout")
+    synthetic.add_argument("--synthetic-bouts", type=int, default=2,
+                           help="bouts per behaviour and animal")
+
+
+def _data_source(args: argparse.Namespace):
+    from models.pipeline import DataSource
+    from models.recordings import TableColumns
+
+    columns = TableColumns(time=args.time_column or None, x=args.x_column, y=args.y_column,
+                           z=args.z_column, label=args.label_column,
+                           animal=args.animal_column or None)
+    return DataSource(path=None if args.synthetic else args.data, units=args.units,
+                      scale=args.scale, rate_hz=args.source_rate, columns=columns,
+                      axes=args.axes, bout_pattern=args.bout_pattern, label_from=args.label_from,
+                      bout_time_column=args.bout_time_column or None,
+                      synthetic_animals=args.synthetic_animals,
+                      synthetic_seconds=args.synthetic_seconds,
+                      synthetic_bouts=args.synthetic_bouts)
+
+
+def _framing(args: argparse.Namespace):
+    from models.pipeline import Framing
+
+    target = load_target(args.target)
+    return Framing(rate_hz=args.rate or target.sample_rate_hz, window=args.window or target.window,
+                   hop=args.hop or target.hop, target=target.name)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.pipeline import ModelSizes, TrainOptions, train_run
+    from models.training import TrainConfig
+
+    framing = _framing(args)
+    recording = _data_source(args).load(framing.rate_hz, seed=args.seed)
+    print(f"recording: {recording.source}, {len(recording)} samples at {recording.rate_hz} Hz",
+          file=sys.stderr)
+    sizes = ModelSizes(student=args.student, hidden=args.hidden, perceptron=args.perceptron,
+                       head=args.head, mlp_pool=args.mlp_pool, mlp_hidden=args.mlp_hidden,
+                       teacher_filters=args.teacher_filters)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, temperature=args.temperature, alpha=args.alpha,
+                        progress=not args.quiet)
+    options = TrainOptions(framing, sizes, train, held_out=args.held_out,
+                           held_out_fraction=args.held_out_fraction)
+    metrics = train_run(recording, args.out, options)
+    for name in ("teacher", "student_kd", "student_no_kd"):
+        m = metrics[name]
+        print(f"{name:14s} accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+              f"MCC {m['mcc']:.3f}")
+    print(f"held-out animals: {', '.join(metrics['data']['held_out_animals'])}; "
+          f"run directory: {args.out}")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from models.pipeline import quantize_run
+
+    results = quantize_run(args.run_dir, tuple(args.bits), args.student)
+    for bits in args.bits:
+        r = results[str(bits)]
+        print(f"{bits:2d}-bit DQ: top-1 agreement {r['top1_agreement']:.4f}  accuracy "
+              f"{r['accuracy']:.3f}  MCC {r['mcc']:.3f}  parameters {r['param_bytes']} B")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from models.pipeline import export_run
+
+    results = export_run(args.run_dir, args.student, check=not args.no_check)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train the teacher and the students")
+    _add_data_options(train)
+    train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--target", choices=target_names(), default="eartag",
+                       help="sets the sample rate, window and hop (default: eartag)")
+    train.add_argument("--rate", type=float, metavar="HZ", help="override the target's rate")
+    train.add_argument("--window", type=int, help="override the target's window (samples)")
+    train.add_argument("--hop", type=int, help="override the target's hop (samples)")
+    train.add_argument("--held-out", type=_str_tuple, metavar="ID,ID",
+                       help="animals to evaluate on (default: a seeded quarter of them)")
+    train.add_argument("--held-out-fraction", type=float, default=0.25)
+    model = train.add_argument_group("models")
+    model.add_argument("--student", choices=["gru_mlp", "mlp"], default="gru_mlp")
+    model.add_argument("--hidden", type=int, default=64, help="GRU hidden units")
+    model.add_argument("--perceptron", type=int, default=64, help="input perceptron width")
+    model.add_argument("--head", type=int, default=32, help="MLP head width of the GRU-MLP")
+    model.add_argument("--mlp-pool", type=int, default=8)
+    model.add_argument("--mlp-hidden", type=_int_tuple, default=(64, 32), metavar="N,N")
+    model.add_argument("--teacher-filters", type=_int_tuple, default=(64, 128, 128),
+                       metavar="N,N,N")
+    kd = train.add_argument_group("training and distillation")
+    kd.add_argument("--batch-size", type=int, default=64)
+    kd.add_argument("--lr", type=float, default=1e-3)
+    kd.add_argument("--temperature", type=float, default=4.0)
+    kd.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term")
+    kd.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    quantize = commands.add_parser("quantize", help="dynamic fixed-point quantization")
+    quantize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    quantize.add_argument("--bits", type=int, nargs="+", choices=[8, 16], default=[16, 8])
+    quantize.add_argument("--student", choices=["student_kd", "student_no_kd"],
+                          default="student_kd")
+    quantize.set_defaults(func=cmd_quantize)
+
+    export = commands.add_parser("export", help="generate C and check it on the host")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("--student", choices=["student_kd", "student_no_kd"],
+                        default="student_kd", help="the float student for the float32 variant")
+    export.add_argument("--no-check", action="store_true",
+                        help="skip compiling on the host and comparing with the references")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as error:
+        print(f"harness {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

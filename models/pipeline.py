@@ -1,0 +1,344 @@
+"""The model pipeline's three steps, each reading and writing one run directory.
+
+    harness train     -> config.json, teacher.pt, student_kd.pt, student_no_kd.pt,
+                         heldout.npz, calibration.npz, metrics.json
+    harness quantize  -> quantized/q16/{model.json, weights.npz}, quantized/q8/..., metrics.json
+    harness export    -> c/q16/, c/q8/, c/f32/ (C99 sources), metrics.json
+
+The run directory is the contract with the device half (see README, "Run directory"). Checkpoints
+are state dicts loaded with weights_only=True; everything else is JSON or npz of plain arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fixtures.synthetic import synthetic_recording
+from harness.errors import HarnessError, RunDirectoryError, TooFewSamplesError
+from models.export import build_host, export_float, export_quantized, run_host
+from models.metrics import classification_metrics, top1_agreement
+from models.quantize import (
+    INPUT_FRAC,
+    QFormat,
+    counts_from_g,
+    fold_student,
+    load_quantized,
+    quantize,
+    save_quantized,
+)
+from models.recordings import (
+    Recording,
+    TableColumns,
+    Windows,
+    load_bouts,
+    load_table,
+    make_windows,
+    resample,
+    split_by_animal,
+)
+from models.students import build_model, count_parameters
+from models.training import TrainConfig, predict_logits, train_classifier
+
+CALIBRATION_WINDOWS = 512
+WORD_LENGTHS = (16, 8)
+STUDENTS = ("student_kd", "student_no_kd")
+
+
+@dataclass
+class ModelSizes:
+    """Sizes of the teacher and the student; the defaults are the published ones."""
+
+    student: str = "gru_mlp"  # or "mlp"
+    hidden: int = 64
+    perceptron: int = 64
+    head: int = 32
+    mlp_pool: int = 8
+    mlp_hidden: tuple[int, ...] = (64, 32)
+    teacher_filters: tuple[int, int, int] = (64, 128, 128)
+
+    def student_config(self, n_classes: int, window: int) -> dict[str, Any]:
+        if self.student == "gru_mlp":
+            return {"kind": "gru_mlp", "n_classes": n_classes, "hidden": self.hidden,
+                    "perceptron": self.perceptron, "head": self.head}
+        if self.student == "mlp":
+            return {"kind": "mlp", "n_classes": n_classes, "window": window,
+                    "pool": self.mlp_pool, "hidden": list(self.mlp_hidden)}
+        raise HarnessError(f"unknown student {self.student!r}: choose gru_mlp or mlp")
+
+    def teacher_config(self, n_classes: int) -> dict[str, Any]:
+        return {"kind": "resnet", "n_classes": n_classes, "filters": list(self.teacher_filters)}
+
+
+@dataclass
+class Framing:
+    """How a recording is cut: the target's rate, window and hop."""
+
+    rate_hz: float
+    window: int
+    hop: int
+    target: str | None = None
+
+
+@dataclass
+class DataSource:
+    """Where a recording comes from: a table, a folder of bouts, or the synthetic generator."""
+
+    path: Path | None = None  # None: synthetic
+    units: str | None = None  # default: g for tables, m/s2 for bouts
+    scale: float | None = None  # g per count, with units "counts"
+    rate_hz: float | None = None  # when the recording has no time column
+    columns: TableColumns = field(default_factory=TableColumns)
+    axes: tuple[str, str, str] = ("MPU9250_AX", "MPU9250_AY", "MPU9250_AZ")
+    bout_pattern: str = r"^(?P<index>\d+)_(?P<label>[^_]+)_(?P<animal>[^_]+)_"
+    label_from: str = "folder"
+    bout_time_column: str | None = "Time"
+    synthetic_animals: int = 6
+    synthetic_seconds: float = 60.0
+    synthetic_bouts: int = 2
+
+    def load(self, rate_hz: float, seed: int = 0) -> Recording:
+        """The recording, resampled to rate_hz."""
+        if self.path is None:
+            return synthetic_recording(animals=self.synthetic_animals,
+                                       seconds_per_bout=self.synthetic_seconds,
+                                       bouts_per_behaviour=self.synthetic_bouts,
+                                       rate_hz=rate_hz, seed=seed)
+        if self.path.is_dir():
+            recording = load_bouts(self.path, pattern=self.bout_pattern, axes=self.axes,
+                                   time_column=self.bout_time_column,
+                                   label_from=self.label_from, units=self.units or "m/s2",
+                                   rate_hz=self.rate_hz)
+        else:
+            recording = load_table(self.path, self.columns, units=self.units or "g",
+                                   rate_hz=self.rate_hz, scale=self.scale)
+        return resample(recording, rate_hz)
+
+
+@dataclass
+class TrainOptions:
+    framing: Framing
+    sizes: ModelSizes = field(default_factory=ModelSizes)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    held_out: tuple[str, ...] | None = None
+    held_out_fraction: float = 0.25
+
+
+# --- run directory files --------------------------------------------------------------------
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} is missing: is {path.parent} a run directory written "
+                                "by `harness train`?") from error
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def update_metrics(run_dir: Path, **sections: Any) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics.update(sections)
+    write_json(path, metrics)
+    return metrics
+
+
+def save_recording(path: Path, rec: Recording) -> None:
+    """A recording as int16 wire counts plus labels: what a device would be fed."""
+    np.savez_compressed(path, counts=counts_from_g(rec.accel_g).astype(np.int16),
+                        labels=rec.labels, bouts=rec.bouts,
+                        animals=np.asarray(rec.animals, dtype=str),
+                        class_names=np.asarray(rec.class_names, dtype=str),
+                        rate_hz=np.float64(rec.rate_hz), source=np.asarray(rec.source))
+
+
+def load_recording_npz(path: Path) -> Recording:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return Recording(
+                accel_g=QFormat(16, INPUT_FRAC).to_float(npz["counts"]).astype(np.float32),
+                labels=npz["labels"].astype(np.int64), bouts=npz["bouts"].astype(np.int64),
+                animals=npz["animals"].astype(object),
+                class_names=tuple(str(c) for c in npz["class_names"]),
+                rate_hz=float(npz["rate_hz"]), source=str(npz["source"]))
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
+
+
+def _subset(rec: Recording, mask: np.ndarray) -> Recording:
+    _, bouts = np.unique(rec.bouts[mask], return_inverse=True)
+    return dataclasses.replace(rec, accel_g=rec.accel_g[mask], labels=rec.labels[mask],
+                               animals=rec.animals[mask], bouts=bouts.astype(np.int64))
+
+
+def load_model(run_dir: Path, name: str) -> torch.nn.Module:
+    config = read_json(run_dir / "config.json")["models"][name]
+    model = build_model(config)
+    path = run_dir / f"{name}.pt"
+    try:
+        state = torch.load(path, weights_only=True)
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def heldout_windows(run_dir: Path) -> Windows:
+    config = read_json(run_dir / "config.json")["framing"]
+    return make_windows(load_recording_npz(run_dir / "heldout.npz"), config["window"],
+                        config["hop"])
+
+
+def as_device_input(x_g: np.ndarray) -> np.ndarray:
+    """Windows in g rounded to what the device receives (wire counts), back in g."""
+    return QFormat(16, INPUT_FRAC).to_float(counts_from_g(x_g)).astype(np.float32)
+
+
+# --- the three steps ------------------------------------------------------------------------
+
+def train_run(recording: Recording, out: Path, options: TrainOptions) -> dict[str, Any]:
+    """Train the teacher and the student with and without KD; evaluate on held-out animals."""
+    started = time.perf_counter()
+    framing = options.framing
+    windows = make_windows(recording, framing.window, framing.hop)
+    train, _, held_out = split_by_animal(windows, options.held_out, options.held_out_fraction,
+                                         options.train.seed)
+    heldout_rec = _subset(recording, np.isin(recording.animals, held_out))
+    test = make_windows(heldout_rec, framing.window, framing.hop)
+    if len(train) == 0:
+        raise TooFewSamplesError("no training windows remain after holding out "
+                                 f"{', '.join(held_out)}")
+    n_classes = len(recording.class_names)
+    out.mkdir(parents=True, exist_ok=True)
+    x_train, x_test = as_device_input(train.x), as_device_input(test.x)
+
+    configs = {"teacher": options.sizes.teacher_config(n_classes)}
+    configs |= dict.fromkeys(STUDENTS, options.sizes.student_config(n_classes, framing.window))
+    metrics: dict[str, Any] = {}
+    models: dict[str, torch.nn.Module] = {}
+    for name, teacher in (("teacher", None), ("student_kd", "teacher"), ("student_no_kd", None)):
+        model = build_model(configs[name])
+        history = train_classifier(model, x_train, train.y, n_classes, options.train,
+                                   teacher=models.get(teacher) if teacher else None,
+                                   description=name)
+        models[name] = model.eval()
+        torch.save(model.state_dict(), out / f"{name}.pt")
+        predicted = predict_logits(model, x_test).argmax(axis=1)
+        metrics[name] = classification_metrics(test.y, predicted, n_classes) | {
+            "parameters": count_parameters(model), "best_epoch": history.get("best_epoch")}
+
+    save_recording(out / "heldout.npz", heldout_rec)
+    rng = np.random.default_rng(options.train.seed)
+    pick = np.sort(rng.permutation(len(train))[:CALIBRATION_WINDOWS])
+    np.savez_compressed(out / "calibration.npz", counts=counts_from_g(train.x[pick]))
+
+    train_animals = sorted(set(train.animals.tolist()))
+    config = {
+        "data": {"source": recording.source, "synthetic": recording.synthetic,
+                 "class_names": list(recording.class_names), "rate_hz": recording.rate_hz,
+                 "train_animals": train_animals, "held_out_animals": list(held_out),
+                 "train_windows": len(train), "held_out_windows": len(test)},
+        "framing": dataclasses.asdict(framing),
+        "models": configs,
+        "training": dataclasses.asdict(options.train),
+    }
+    write_json(out / "config.json", config)
+    metrics["data"] = config["data"]
+    metrics["seconds"] = {"train": round(time.perf_counter() - started, 1)}
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
+                 student: str = "student_kd") -> dict[str, Any]:
+    """Quantize a trained student to each word length; compare with the float student."""
+    started = time.perf_counter()
+    config = read_json(run_dir / "config.json")
+    model = load_model(run_dir, student)
+    net = fold_student(model, tuple(config["data"]["class_names"]), config["framing"]["window"])
+    with np.load(run_dir / "calibration.npz", allow_pickle=False) as npz:
+        calibration_g = QFormat(16, INPUT_FRAC).to_float(npz["counts"])
+    test = heldout_windows(run_dir)
+    counts = counts_from_g(test.x)
+    float_logits = predict_logits(model, as_device_input(test.x))
+    n_classes = len(test.class_names)
+    results: dict[str, Any] = {}
+    for bits in word_lengths:
+        qmodel = quantize(net, calibration_g, bits)
+        save_quantized(qmodel, run_dir / "quantized" / f"q{bits}")
+        int_logits = qmodel.run(counts)
+        scores = classification_metrics(test.y, int_logits.argmax(axis=1), n_classes)
+        results[str(bits)] = {
+            "top1_agreement": top1_agreement(int_logits, float_logits),
+            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "mcc": scores["mcc"],
+            "param_bytes": qmodel.param_bytes, "model_hash": qmodel.model_hash,
+            "windows": len(test),
+        }
+    results["student"] = student
+    results["float_param_bytes"] = 4 * count_parameters(model)
+    results["activation_errors"] = qmodel.describe()["activation_errors"]
+    metrics = read_json(run_dir / "metrics.json")
+    seconds = metrics.get("seconds", {}) | {"quantize": round(time.perf_counter() - started, 1)}
+    return update_metrics(run_dir, quantized=results, seconds=seconds)["quantized"]
+
+
+def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -> dict[str, Any]:
+    """Write the C of every quantized variant and the float32 variant, then check each on the
+    host: fixed point bit for bit against the integer reference, float32 against PyTorch."""
+    started = time.perf_counter()
+    config = read_json(run_dir / "config.json")
+    variants = sorted((run_dir / "quantized").glob("q*/model.json"))
+    if not variants:
+        raise RunDirectoryError(f"{run_dir / 'quantized'} holds no model: run `harness quantize`")
+    test = heldout_windows(run_dir) if check else None
+    results: dict[str, Any] = {}
+    for description in variants:
+        qmodel = load_quantized(description.parent)
+        name = description.parent.name
+        folder = export_quantized(qmodel, run_dir / "c" / name)
+        results[name] = {"folder": str(folder.relative_to(run_dir))}
+        if test is not None:
+            counts = counts_from_g(test.x)
+            classes, logits = run_host(build_host(folder), counts, float_logits=False)
+            reference = qmodel.run(counts)
+            mismatched = np.flatnonzero((logits != reference).any(axis=1))
+            results[name] |= {"windows": len(counts), "bit_exact_windows":
+                              int(len(counts) - len(mismatched)),
+                              "first_mismatch": int(mismatched[0]) if len(mismatched) else None,
+                              "classes_match": bool((classes == reference.argmax(1)).all())}
+            if len(mismatched):
+                raise HarnessError(f"{folder}: host C differs from the integer reference on "
+                                   f"{len(mismatched)} of {len(counts)} windows, first at "
+                                   f"window {mismatched[0]}")
+    model = load_model(run_dir, student)
+    net = fold_student(model, tuple(config["data"]["class_names"]), config["framing"]["window"])
+    folder = export_float(net, run_dir / "c" / "f32")
+    results["f32"] = {"folder": str(folder.relative_to(run_dir))}
+    if test is not None:
+        counts = counts_from_g(test.x)
+        _, logits = run_host(build_host(folder), counts, float_logits=True)
+        reference = predict_logits(model, as_device_input(test.x))
+        results["f32"] |= {"windows": len(counts),
+                           "max_abs_logit_error": float(np.abs(logits - reference).max()),
+                           "top1_agreement": top1_agreement(logits, reference)}
+    metrics = read_json(run_dir / "metrics.json")
+    seconds = metrics.get("seconds", {}) | {"export": round(time.perf_counter() - started, 1)}
+    return update_metrics(run_dir, export=results, seconds=seconds)["export"]
