@@ -18,6 +18,9 @@ from pathlib import Path
 
 from device_sim.targets import load_target, target_names
 from harness.errors import HarnessError
+from models.pipeline import DataSource
+
+DATA_DEFAULTS = DataSource()
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -45,29 +48,30 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--source-rate", type=float, metavar="HZ",
                         help="sample rate of the recording when it has no time column")
     table = parser.add_argument_group("table columns")
-    for axis in ("time", "x", "y", "z", "label", "animal"):
-        table.add_argument(f"--{axis}-column", default=axis if axis != "time" else "time",
-                           metavar="NAME")
+    for column in ("time", "x", "y", "z", "label", "animal"):
+        table.add_argument(f"--{column}-column", default=getattr(DATA_DEFAULTS.columns, column),
+                           metavar="NAME", help="empty for none" if column in ("time", "animal")
+                           else None)
     bouts = parser.add_argument_group("bout folders")
-    bouts.add_argument("--axes", type=_str_tuple, default=("MPU9250_AX", "MPU9250_AY",
-                                                            "MPU9250_AZ"),
+    bouts.add_argument("--axes", type=_str_tuple, default=DATA_DEFAULTS.axes,
                        metavar="X,Y,Z", help="the three axis columns of each bout file")
-    bouts.add_argument("--bout-pattern",
-                       default=r"^(?P<index>\d+)_(?P<label>[^_]+)_(?P<animal>[^_]+)_",
-                       metavar="REGEX", help="file-name pattern with (?P<label>) and (?P<animal>)")
-    bouts.add_argument("--label-from", choices=["file", "folder"], default="folder",
+    bouts.add_argument("--bout-pattern", default=DATA_DEFAULTS.bout_pattern, metavar="REGEX",
+                       help="file-name pattern with (?P<label>) and (?P<animal>) groups")
+    bouts.add_argument("--label-from", choices=["file", "folder"],
+                       default=DATA_DEFAULTS.label_from,
                        help="take a bout's label from its file name or its folder")
-    bouts.add_argument("--bout-time-column", default="Time", metavar="NAME")
+    bouts.add_argument("--bout-time-column", default=DATA_DEFAULTS.bout_time_column,
+                       metavar="NAME")
     synthetic = parser.add_argument_group("synthetic recording")
-    synthetic.add_argument("--synthetic-animals", type=int, default=6)
-    synthetic.add_argument("--synthetic-seconds", type=float, default=60.0,
-                           help="seconds per bout")
-    synthetic.add_argument("--synthetic-bouts", type=int, default=2,
+    synthetic.add_argument("--synthetic-animals", type=int,
+                           default=DATA_DEFAULTS.synthetic_animals)
+    synthetic.add_argument("--synthetic-seconds", type=float,
+                           default=DATA_DEFAULTS.synthetic_seconds, help="seconds per bout")
+    synthetic.add_argument("--synthetic-bouts", type=int, default=DATA_DEFAULTS.synthetic_bouts,
                            help="bouts per behaviour and animal")
 
 
-def _data_source(args: argparse.Namespace):
-    from models.pipeline import DataSource
+def _data_source(args: argparse.Namespace) -> DataSource:
     from models.recordings import TableColumns
 
     columns = TableColumns(time=args.time_column or None, x=args.x_column, y=args.y_column,
@@ -135,6 +139,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic recording -> teacher and students -> 16/8-bit DQ -> C -> agreement table."""
+    from models.pipeline import (
+        Framing,
+        ModelSizes,
+        TrainOptions,
+        export_run,
+        quantize_run,
+        train_run,
+    )
+    from models.training import TrainConfig
+
+    target = load_target(args.target)
+    framing = Framing(target.sample_rate_hz, target.window, target.hop, target.name)
+    recording = DataSource().load(framing.rate_hz, seed=args.seed)
+    print(f"recording: {recording.source}")
+    sizes = ModelSizes(teacher_filters=(32, 64, 64))
+    train = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    metrics = train_run(recording, args.out, TrainOptions(framing, sizes, train))
+    quantized = quantize_run(args.out)
+    export = export_run(args.out)
+    print(f"\nheld-out animals {', '.join(metrics['data']['held_out_animals'])}: "
+          f"{metrics['data']['held_out_windows']} windows of {framing.window} samples at "
+          f"{framing.rate_hz} Hz ({target.name})")
+    print(f"{'model':16s} {'accuracy':>8s} {'MCC':>6s} {'top-1 vs float':>15s} "
+          f"{'C == reference':>15s} {'parameters':>11s}")
+    for name in ("teacher", "student_no_kd", "student_kd"):
+        m = metrics[name]
+        print(f"{name:16s} {m['accuracy']:8.3f} {m['mcc']:6.3f} {'':>15s} {'':>15s} "
+              f"{4 * m['parameters']:9d} B")
+    for bits in ("16", "8"):
+        q, e = quantized[bits], export[f"q{bits}"]
+        exact = f"{e['bit_exact_windows']}/{e['windows']}"
+        print(f"{'student_kd q' + bits:16s} {q['accuracy']:8.3f} {q['mcc']:6.3f} "
+              f"{q['top1_agreement']:15.4f} {exact:>15s} {q['param_bytes']:9d} B")
+    f32 = export["f32"]
+    print(f"{'student_kd f32 C':16s} {'':>8s} {'':>6s} {f32['top1_agreement']:15.4f} "
+          f"{'max err ' + format(f32['max_abs_logit_error'], '.1e'):>15s}")
+    print(f"\nrun directory: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-check", action="store_true",
                         help="skip compiling on the host and comparing with the references")
     export.set_defaults(func=cmd_export)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on a synthetic recording")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR")
+    demo.add_argument("--epochs", type=int, default=10)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--target", choices=target_names(), default="eartag")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -235,7 +235,7 @@ def train_run(recording: Recording, out: Path, options: TrainOptions) -> dict[st
     metrics: dict[str, Any] = {}
     models: dict[str, torch.nn.Module] = {}
     for name, teacher in (("teacher", None), ("student_kd", "teacher"), ("student_no_kd", None)):
-        model = build_model(configs[name])
+        model = build_model(configs[name], seed=options.train.seed)  # KD and no-KD start alike
         history = train_classifier(model, x_train, train.y, n_classes, options.train,
                                    teacher=models.get(teacher) if teacher else None,
                                    description=name)

@@ -1,0 +1,202 @@
+"""Training: the teacher on hard labels, a student with or without knowledge distillation (KD).
+
+KD after Hinton, Vinyals & Dean (2015): the student matches the teacher's class probabilities
+softened by a temperature T, blended with the ordinary cross-entropy on the labels:
+
+    loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+         + (1 - alpha) * CE(student, labels)
+
+The T^2 keeps the soft term's gradients on the same scale as the hard term's when T changes.
+
+Everything here takes plain numpy windows x (N, L, 3) float32 in g and labels y (N,) int.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    class_weights: bool = True  # inverse-frequency class weights in the CE loss, for imbalance
+    temperature: float = 4.0  # KD temperature
+    alpha: float = 0.7  # weight of the soft (KD) term; 1 - alpha on the hard-label CE
+    progress: bool = True  # one tqdm bar over the epochs, loss in its postfix
+    val_fraction: float = 0.0  # hold out this fraction of the windows (at random) to validate
+    patience: int = 0  # early stopping after this many epochs without a better validation loss
+    #                    (needs val_fraction > 0; 0 = off); the best weights are restored
+
+
+def use_available_cores() -> None:
+    """One torch thread per core this process may run on (2 on the build machine).
+
+    More threads than cores only adds contention; fewer leaves a core idle.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, cores or 1))
+
+
+def fit_normalization(model: nn.Module, x: np.ndarray) -> None:
+    """Per-axis mean and std over every sample of the training windows, into the model."""
+    samples = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])  # (N*L, 3)
+    # The floor keeps a constant axis (a tag lying still in tests) from dividing by zero.
+    std = np.maximum(samples.std(axis=0), 1e-3)
+    model.set_normalization(torch.tensor(samples.mean(axis=0), dtype=torch.float32),
+                            torch.tensor(std, dtype=torch.float32))
+
+
+def inverse_frequency_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """w_c = N / (K * n_c) over the K classes present; 0 for absent ones (never a target)."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      labels: torch.Tensor, temperature: float, alpha: float,
+                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)."""
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1),
+                    F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True)
+    hard = F.cross_entropy(student_logits, labels, weight=class_weights)
+    return alpha * t * t * soft + (1.0 - alpha) * hard
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Logits (N, C) float32 in eval mode; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    xs = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    try:
+        if len(xs) == 0:  # no windows: one dummy window tells the number of classes
+            return model(torch.zeros(1, *xs.shape[1:]))[:0].numpy().astype(np.float32)
+        chunks = [model(xs[i:i + batch_size]) for i in range(0, len(xs), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).numpy().astype(np.float32)
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                 y: torch.Tensor, teacher_logits: torch.Tensor | None, order: torch.Tensor,
+                 config: TrainConfig, weights: torch.Tensor | None) -> float:
+    """One pass over the windows in `order`, in mini-batches; returns the mean loss."""
+    model.train()
+    total = 0.0
+    for start in range(0, len(order), config.batch_size):
+        batch = order[start:start + config.batch_size]
+        logits = model(x[batch])  # (b, C)
+        if teacher_logits is None:
+            loss = F.cross_entropy(logits, y[batch], weight=weights)
+        else:
+            loss = distillation_loss(logits, teacher_logits[batch], y[batch],
+                                     config.temperature, config.alpha, weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+    return total / len(order)
+
+
+def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int,
+                     config: TrainConfig, teacher: nn.Module | None = None,
+                     description: str = "") -> dict[str, Any]:
+    """Train `model` in place with Adam; with a teacher, by distillation. Returns the history.
+
+    History: `train_loss` per epoch (mean over windows), `val_loss` and `val_accuracy` per epoch
+    when validating, `epochs_run`, `stopped_early`, and `best_epoch`: the 1-based epoch whose
+    weights the model holds on return. The model is left in eval mode.
+    """
+    use_available_cores()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"need as many labels as windows, and at least one: {len(x)} windows, "
+                         f"{len(y)} labels")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+
+    # Optional validation split, at random (windows of one animal overlap, so this is only
+    # good for choosing an epoch; evaluation proper is by held-out animal).
+    order = rng.permutation(len(x))
+    n_val = 0
+    if config.val_fraction > 0:  # at least one window on each side
+        n_val = min(max(round(config.val_fraction * len(x)), 1), len(x) - 1)
+    train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+    x_train, y_train = x[train_idx], torch.from_numpy(y[train_idx])
+    x_val, y_val = x[val_idx], torch.from_numpy(y[val_idx])
+
+    fit_normalization(model, x_train)
+    weights = inverse_frequency_weights(y[train_idx], n_classes) if config.class_weights else None
+    # The teacher is fixed and sees no augmentation, so its logits on every window are computed
+    # once: the same numbers it would give batch by batch, at a fraction of the cost.
+    teacher_logits = (torch.from_numpy(predict_logits(teacher, x_train))
+                      if teacher is not None else None)
+    x_train_t = torch.from_numpy(x_train)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    history: dict[str, Any] = {"train_loss": []}
+    if n_val:
+        history |= {"val_loss": [], "val_accuracy": []}
+    best = {"loss": float("inf"), "epoch": 0, "state": None}
+    stopped_early = False
+
+    bar = tqdm(range(1, config.epochs + 1), desc=description or "train", unit="epoch",
+               disable=not config.progress)
+    for epoch in bar:
+        order = torch.from_numpy(rng.permutation(len(x_train_t)))  # a fresh shuffle each epoch
+        loss = _train_epoch(model, optimizer, x_train_t, y_train, teacher_logits, order,
+                            config, weights)
+        history["train_loss"].append(loss)
+        postfix = {"loss": f"{loss:.4f}"}
+
+        if n_val:
+            # Validate on the labels alone: the KD term is a means, label accuracy the end.
+            val_logits = torch.from_numpy(predict_logits(model, x_val))
+            val_loss = F.cross_entropy(val_logits, y_val, weight=weights).item()
+            history["val_loss"].append(val_loss)
+            history["val_accuracy"].append(
+                float((val_logits.argmax(dim=1) == y_val).float().mean()))
+            postfix["val"] = f"{val_loss:.4f}"
+            if val_loss < best["loss"]:
+                best = {"loss": val_loss, "epoch": epoch,
+                        "state": copy.deepcopy(model.state_dict())}
+            elif config.patience and epoch - best["epoch"] >= config.patience:
+                stopped_early = True
+        bar.set_postfix(postfix)
+        if stopped_early:
+            break
+    bar.close()
+
+    epochs_run = len(history["train_loss"])
+    best_epoch = epochs_run
+    if n_val:
+        history["best_val_epoch"] = best["epoch"]
+        # Only early stopping restores the best weights; without it the last epoch's stay.
+        if config.patience and best["state"] is not None:
+            model.load_state_dict(best["state"])
+            best_epoch = best["epoch"]
+    model.eval()
+    return history | {"epochs_run": epochs_run, "stopped_early": stopped_early,
+                      "best_epoch": best_epoch}
