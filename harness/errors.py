@@ -51,3 +51,15 @@ class QuantizationError(HarnessError):
 
 class ToolchainError(HarnessError):
     """A compiler or emulator is missing or failed; the message says what to install or fix."""
+
+
+class FirmwareTooLargeError(ToolchainError):
+    """A firmware does not fit the real device's flash or RAM: the linker refused it."""
+
+
+class EmulatorError(HarnessError):
+    """An emulator failed to start or died; the message quotes what it printed."""
+
+
+class DeviceTimeoutError(HarnessError):
+    """A device did not answer (or an emulator did not exit) within the allowed time."""

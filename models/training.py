@@ -42,10 +42,15 @@ class TrainConfig:
 
 
 def use_available_cores() -> None:
-    """One torch thread per core this process may run on (2 on the build machine).
+    """One torch thread per core this process may run on (2 on the build machine), unless
+    OMP_NUM_THREADS says otherwise (to run two trainings side by side, give each 1).
 
     More threads than cores only adds contention; fewer leaves a core idle.
     """
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    if requested.isdigit() and int(requested) > 0:
+        torch.set_num_threads(int(requested))
+        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(max(1, cores or 1))
 

@@ -1,0 +1,141 @@
+/*
+ * Latency counter.
+ *
+ * Default (emulators): SysTick on the processor clock, 24 bits, extended by counting its wraps
+ * in an interrupt. Under QEMU with -icount shift=0 on mps2 one tick is 40 instructions, so the
+ * result is reported in instructions (TAG_COUNTER_SCALE per tick).
+ * With -DTAG_COUNTER_DWT (real silicon): DWT->CYCCNT, 32 bits of core cycles; QEMU's mps2
+ * machines have no DWT (it reads 0), so do not use it there.
+ */
+#include <stdint.h>
+
+#include "platform.h"
+
+#ifdef TAG_COUNTER_DWT
+
+#define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
+#define DEMCR_TRCENA (1u << 24)
+#define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
+#define DWT_CTRL_CYCCNTENA 1u
+#define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
+
+void tag_counter_start(void)
+{
+    if (DWT_CTRL & DWT_CTRL_CYCCNTENA) {
+        return;
+    }
+    DEMCR |= DEMCR_TRCENA;
+    DWT_CYCCNT = 0u;
+    DWT_CTRL |= DWT_CTRL_CYCCNTENA;
+}
+
+tag_count_t tag_counter_now(void)
+{
+    return DWT_CYCCNT;
+}
+
+tag_count_t tag_counter_elapsed(tag_count_t since)
+{
+    /* 32-bit modular difference: correct across one wrap (67 s at 64 MHz). */
+    return (uint32_t)(DWT_CYCCNT - (uint32_t)since);
+}
+
+void tag_counter_sync(void)
+{
+    /* CYCCNT has single-cycle resolution: nothing to align to. */
+}
+
+/* The vector table names a SysTick handler in both builds; the DWT build never enables it. */
+void SysTick_Handler(void)
+{
+}
+
+#else /* SysTick */
+
+typedef struct {
+    volatile uint32_t CTRL;  /* 0x00 bit0 enable, bit1 interrupt, bit2 processor clock */
+    volatile uint32_t LOAD;  /* 0x04 reload value, 24 bits */
+    volatile uint32_t VAL;   /* 0x08 current value, counts down; any write clears it */
+    volatile uint32_t CALIB; /* 0x0C */
+} systick_regs_t;
+
+#define SYSTICK ((systick_regs_t *)0xE000E010u)
+#define SYSTICK_CTRL_ENABLE 0x1u
+#define SYSTICK_CTRL_TICKINT 0x2u
+#define SYSTICK_CTRL_CLKSOURCE 0x4u
+#define SYSTICK_MAX 0x00FFFFFFu
+
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26)
+
+/*
+ * The one software global the counter needs: how many times SysTick has wrapped since
+ * tag_counter_start(). With the 24-bit counter this makes a 56-bit tick count.
+ */
+static volatile uint32_t tag_systick_wraps;
+
+void SysTick_Handler(void)
+{
+    tag_systick_wraps++;
+}
+
+void tag_counter_start(void)
+{
+    if (SYSTICK->CTRL & SYSTICK_CTRL_ENABLE) {
+        return;
+    }
+    tag_systick_wraps = 0u;
+    SYSTICK->LOAD = SYSTICK_MAX;
+    SYSTICK->VAL = 0u;
+    SYSTICK->CTRL = SYSTICK_CTRL_CLKSOURCE | SYSTICK_CTRL_TICKINT | SYSTICK_CTRL_ENABLE;
+}
+
+static uint32_t irq_save(void)
+{
+    uint32_t primask;
+    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
+    return primask;
+}
+
+static void irq_restore(uint32_t primask)
+{
+    __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
+}
+
+static uint64_t ticks_now(void)
+{
+    /* With interrupts masked, a wrap that has happened but not been counted shows as a pending
+     * SysTick exception; count it here and re-read VAL, which is then after the reload. */
+    uint32_t primask = irq_save();
+    uint32_t wraps = tag_systick_wraps;
+    uint32_t val = SYSTICK->VAL;
+    if (SCB_ICSR & ICSR_PENDSTSET) {
+        val = SYSTICK->VAL;
+        wraps++;
+    }
+    irq_restore(primask);
+    /* The wrap is signalled as VAL reaches 0, so 0 is the first tick of the next period. */
+    uint32_t in_period = (SYSTICK_MAX - val + 1u) & SYSTICK_MAX;
+    return ((uint64_t)wraps << 24) + in_period;
+}
+
+tag_count_t tag_counter_now(void)
+{
+    return ticks_now() * TAG_COUNTER_SCALE;
+}
+
+tag_count_t tag_counter_elapsed(tag_count_t since)
+{
+    return tag_counter_now() - since;
+}
+
+void tag_counter_sync(void)
+{
+    /* Start a measurement on a tick edge: a count quantised to 40 instructions then comes out
+     * the same every time the same code runs, whatever the phase was before. */
+    uint32_t first = SYSTICK->VAL;
+    while (SYSTICK->VAL == first) {
+    }
+}
+
+#endif

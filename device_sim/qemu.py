@@ -1,0 +1,239 @@
+"""QEMU backend: run a firmware ELF on the mps2 board that stands in for a target.
+
+The guest's UART0 is a TCP server on a free loopback port; the host talks to it with pyserial at
+`device.url` (`socket://127.0.0.1:PORT`). QEMU is started with `wait=on`, so the guest does not
+run until the host connects: connecting is what boots the firmware, and no byte of the boot
+announcement is lost. `-icount shift=0,align=off,sleep=off` makes time a function of the
+instruction count, so SysTick measures instructions deterministically (see DESIGN.md).
+
+    with QemuDevice(elf, "collar") as device:
+        port = device.open(timeout=2.0)
+        print(port.readline())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import serial
+
+from device_sim.targets import TargetProfile, load_target
+from harness.errors import DeviceTimeoutError, EmulatorError, ToolchainError
+
+QEMU = "qemu-system-arm"
+INSTALL_HINT = "apt-get install qemu-system-arm"
+LISTENING_MARK = "waiting for connection"
+BIND_FAILURE_MARKS = ("Address already in use", "Failed to bind")
+START_ATTEMPTS = 5
+STOP_TIMEOUT_S = 5.0
+
+
+def _free_port() -> int:
+    """A loopback port free right now. Another process may take it before QEMU binds it; start()
+    retries on a bind failure."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _end_process(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Terminate, wait, kill. Used by stop() and as the finalizer, so it must not need `self`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    # The pipes are closed by the reader threads at EOF, which follows the process's end.
+
+
+def _collect(stream: IO[str], lines: list[str], mark: str | None, seen: threading.Event) -> None:
+    """Reader thread: keep every line QEMU prints; signal when `mark` appears and at EOF.
+    It owns the stream: closing it from another thread could block on the reader's lock."""
+    try:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+            if mark is not None and mark in line:
+                seen.set()
+    except (OSError, ValueError):
+        pass
+    finally:
+        stream.close()
+        seen.set()
+
+
+class QemuDevice:
+    """One QEMU process running one firmware; a context manager that always ends QEMU."""
+
+    def __init__(self, elf: Path | str, target: TargetProfile | str, timeout: float = 10.0,
+                 extra_args: Sequence[str] = (), binary: str = QEMU) -> None:
+        self.elf = Path(elf)
+        self.target = load_target(target) if isinstance(target, str) else target
+        self.timeout = timeout
+        self.extra_args = tuple(extra_args)
+        self.binary = binary
+        self.port: int | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: list[str] = []
+        self._stdout: list[str] = []
+        self._serials: list[serial.SerialBase] = []
+        self._finalizer: weakref.finalize | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def command(self, port: int) -> list[str]:
+        """The QEMU command line, exactly as measured in DESIGN.md, for UART0 on `port`."""
+        return [
+            self.binary, "-M", self.target.qemu_machine, "-kernel", str(self.elf),
+            "-display", "none", "-monitor", "none",
+            "-semihosting-config", "enable=on,target=native",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+            "-icount", "shift=0,align=off,sleep=off",
+            *self.extra_args,
+        ]
+
+    def start(self) -> QemuDevice:
+        """Launch QEMU and return once it listens on its port (the guest waits for `open`)."""
+        if self._proc is not None:
+            raise EmulatorError(f"QEMU for {self.elf.name} was already started")
+        binary = shutil.which(self.binary)
+        if binary is None:
+            raise ToolchainError(f"{self.binary} not found; install it: {INSTALL_HINT}")
+        if not self.elf.is_file():
+            raise EmulatorError(f"firmware {self.elf} does not exist")
+        try:
+            for _ in range(START_ATTEMPTS):
+                port = _free_port()
+                if self._launch(port):
+                    self.port = port
+                    return self
+        except BaseException:  # KeyboardInterrupt while starting: no QEMU left behind
+            self.stop()
+            raise
+        raise EmulatorError(
+            f"QEMU could not bind a loopback port in {START_ATTEMPTS} attempts:\n{self.stderr}")
+
+    def _launch(self, port: int) -> bool:
+        """Start QEMU on `port`; True once listening, False if the port was taken meanwhile."""
+        self._stderr, self._stdout = [], []
+        # A session of its own: Ctrl-C in the terminal must not kill QEMU before we clean up
+        # (and read what it printed); stop() and the finalizer end it instead.
+        proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", start_new_session=True)
+        self._proc = proc
+        self._finalizer = weakref.finalize(self, _end_process, proc)
+        listening, stdout_done = threading.Event(), threading.Event()
+        threading.Thread(target=_collect, args=(proc.stderr, self._stderr, LISTENING_MARK,
+                                                listening), daemon=True).start()
+        threading.Thread(target=_collect, args=(proc.stdout, self._stdout, None, stdout_done),
+                         daemon=True).start()
+
+        if not listening.wait(self.timeout):
+            self.stop()
+            raise EmulatorError(f"QEMU did not listen on port {port} within {self.timeout} s:\n"
+                                f"{self.stderr}")
+        if proc.poll() is None and any(LISTENING_MARK in line for line in self._stderr):
+            return True
+        # stderr ended: QEMU died. Wait for its status so the message can give it.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(self.timeout)
+        text = self.stderr
+        self.stop()
+        if any(mark in text for mark in BIND_FAILURE_MARKS):
+            self._proc = None
+            return False
+        raise EmulatorError(f"QEMU exited at start (status {proc.returncode}) running "
+                            f"{self.elf.name} on {self.target.qemu_machine}:\n{text}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """End QEMU (terminate, wait, kill) and close ports opened by `open`. Idempotent."""
+        for port in self._serials:
+            port.close()
+        self._serials.clear()
+        if self._proc is not None:
+            _end_process(self._proc, timeout)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the guest to end QEMU (semihosting exit) and return QEMU's exit status."""
+        proc = self._require_started()
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise DeviceTimeoutError(
+                f"QEMU running {self.elf.name} did not exit within {timeout} s") from exc
+
+    def __enter__(self) -> QemuDevice:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- talking to the guest ----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """pyserial URL of the guest's UART0; opening it boots the firmware."""
+        if self.port is None:
+            raise EmulatorError("QEMU is not started: call start() or use `with`")
+        return f"socket://127.0.0.1:{self.port}"
+
+    def open(self, timeout: float = 2.0) -> serial.SerialBase:
+        """Connect to UART0 (this starts the guest); every read times out after `timeout` s.
+        The port is closed by stop()."""
+        try:
+            port = serial.serial_for_url(self.url, timeout=timeout)
+        except serial.SerialException as exc:
+            raise EmulatorError(f"cannot connect to QEMU at {self.url}: {exc}\n"
+                                f"{self.stderr}") from exc
+        self._serials.append(port)
+        return port
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        """QEMU's exit status (the guest's semihosting exit code), None while it runs."""
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def stderr(self) -> str:
+        """Everything QEMU printed on stderr so far."""
+        return "\n".join(self._stderr)
+
+    @property
+    def stdout(self) -> str:
+        """Everything QEMU printed on stdout so far (semihosting console output)."""
+        return "\n".join(self._stdout)
+
+    def check_alive(self) -> None:
+        """Raise EmulatorError, quoting QEMU's stderr, if QEMU is no longer running."""
+        proc = self._require_started()
+        if proc.poll() is not None:
+            raise EmulatorError(f"QEMU running {self.elf.name} ended with status "
+                                f"{proc.returncode}:\n{self.stderr}")
+
+    def _require_started(self) -> subprocess.Popen[str]:
+        if self._proc is None:
+            raise EmulatorError("QEMU is not started: call start() or use `with`")
+        return self._proc
