@@ -10,6 +10,8 @@
  *   TAG_COUNTER_DWT    use DWT->CYCCNT (real silicon) instead of SysTick; the unit is "cycles".
  *   TAG_SEMIHOSTING=0  real board without a debugger: tag_exit() parks the core instead of
  *                      issuing a semihosting call (which would fault without a debugger).
+ *   TAG_PLATFORM_HOST  the same API for a host process (platform_host.c): UART = stdin/stdout,
+ *                      counter in nanoseconds; the Arm sources are then not compiled.
  */
 #ifndef TAG_PLATFORM_H
 #define TAG_PLATFORM_H
@@ -56,7 +58,10 @@ int tag_uart_getc(void);                           /* next byte 0..255, or -1 if
  */
 typedef uint64_t tag_count_t;
 
-#ifdef TAG_COUNTER_DWT
+#if defined(TAG_PLATFORM_HOST)
+#define TAG_COUNTER_UNIT "nanoseconds" /* platform_host.c: CLOCK_MONOTONIC */
+#define TAG_COUNTER_SCALE 1u
+#elif defined(TAG_COUNTER_DWT)
 #define TAG_COUNTER_UNIT "cycles"
 #define TAG_COUNTER_SCALE 1u
 #else

@@ -1,0 +1,447 @@
+/*
+ * The tag application: receives accelerometer samples over the wire protocol, classifies every
+ * window with the exported model and sends the results back (see messages.toml).
+ *
+ *   boot      0x00 (flush), then HELLO with seq 0; the device's seq then counts every frame.
+ *   SAMPLES   accepted in host seq order into a ring of TAG_MODEL_WINDOW samples. At sample
+ *             counts W, W+H, W+2H, ... since boot or RESET (W = TAG_MODEL_WINDOW, H = TAG_HOP)
+ *             the ring is unrolled into a window, the model runs, timed with the platform
+ *             counter, and RESULT then CREDIT go out. A window may end inside a frame: the
+ *             inference runs at that exact sample and the rest of the frame follows.
+ *   credit    the host may have rx_capacity + consumed - sent samples in flight, where consumed
+ *             is the value of the last CREDIT sent (cumulative, mod 65536). A SAMPLES frame
+ *             beyond that is dropped whole: ERROR(OVERFLOW, detail = its sample count).
+ *   errors    a torn or corrupted frame: ERROR(BAD_FRAME); a good frame out of order: dropped,
+ *             ERROR(BAD_SEQUENCE, detail = the seq it had). Each error carries the host seq
+ *             the device expects, so the host resends from there (go-back-N).
+ *             A dropped frame opens a gap; BAD_SEQUENCE
+ *             is sent once per gap, and not at all after a BAD_FRAME or OVERFLOW already
+ *             reported it, until the expected frame is accepted. Every accepted host frame,
+ *             whatever its type, advances the expected seq; an unknown type or a malformed
+ *             body is then answered with ERROR(BAD_MESSAGE, detail = type).
+ *   PING      PONG with the same token, then CREDIT. STATS_REQUEST: STATS. RESET: the ring,
+ *             the window index and consumed start again from zero; CREDIT(0).
+ *   faults    tag_fault_report() sends ERROR(HARD_FAULT, detail = CFSR, pc); the platform stops.
+ *
+ * Compile-time inputs: the platform (platform.h), the generated protocol header (tag_proto.h),
+ * the exported model (tag_model.h) and -D definitions from device_sim/firmware_build.py:
+ * TAG_TARGET_NAME, TAG_BUILD_ID, TAG_SAMPLE_RATE_MHZ, TAG_HOP, TAG_CLOCK_HZ, TAG_WINDOW and,
+ * for tests only, TAG_TEST_HOOKS (a SAMPLES frame whose first sample is TAG_TEST_FAULT_SAMPLE
+ * makes a deliberate bus fault).
+ *
+ * No dynamic allocation: the whole state is one app_t, static in main() and passed by pointer.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "platform.h"
+#include "tag_model.h"
+#include "tag_proto.h"
+
+#ifndef TAG_TARGET_NAME
+#error "TAG_TARGET_NAME is set by device_sim/firmware_build.py"
+#endif
+#ifndef TAG_BUILD_ID
+#define TAG_BUILD_ID "unversioned"
+#endif
+#ifndef TAG_SAMPLE_RATE_MHZ
+#error "TAG_SAMPLE_RATE_MHZ (sample rate in millihertz) is set by device_sim/firmware_build.py"
+#endif
+#ifndef TAG_HOP
+#error "TAG_HOP (samples between window starts) is set by device_sim/firmware_build.py"
+#endif
+#ifndef TAG_CLOCK_HZ
+#error "TAG_CLOCK_HZ is set by device_sim/build.py"
+#endif
+#if defined(TAG_WINDOW) && (TAG_WINDOW != TAG_MODEL_WINDOW)
+#error "the model's window differs from the target's window"
+#endif
+#if (TAG_HOP) < 1 || (TAG_HOP) > TAG_MODEL_WINDOW
+#error "TAG_HOP must be between 1 and TAG_MODEL_WINDOW"
+#endif
+#if TAG_MODEL_CLASSES > TAG_RESULT_LOGITS_MAX_COUNT
+#error "too many classes for RESULT.logits"
+#endif
+#if TAG_MODEL_AXES != TAG_SAMPLES_AXES
+#error "the model and the protocol disagree on the number of axes"
+#endif
+
+/* ---- what HELLO announces --------------------------------------------------------------- */
+
+#if defined(TAG_PLATFORM_HOST)
+#define APP_COUNTER_UNIT TAG_COUNTER_NANOSECONDS
+#elif defined(TAG_COUNTER_DWT)
+#define APP_COUNTER_UNIT TAG_COUNTER_CYCLES
+#else
+#define APP_COUNTER_UNIT TAG_COUNTER_INSTRUCTIONS
+#endif
+
+#if TAG_MODEL_LOGIT_FLOAT
+#define APP_LOGIT_TYPE TAG_LOGIT_FLOAT32
+#define APP_LOGIT_FRAC 0
+#elif TAG_NN_WORD_BITS == 16
+#define APP_LOGIT_TYPE TAG_LOGIT_INT16
+#define APP_LOGIT_FRAC TAG_MODEL_LOGIT_FRAC
+#elif TAG_NN_WORD_BITS == 8
+#define APP_LOGIT_TYPE TAG_LOGIT_INT8
+#define APP_LOGIT_FRAC TAG_MODEL_LOGIT_FRAC
+#else
+#error "unknown logit type"
+#endif
+
+/* The device buffers one window of samples: the host's initial credit. */
+#define APP_RX_CAPACITY ((uint16_t)TAG_MODEL_WINDOW)
+
+/* ---- test hook -------------------------------------------------------------------------- */
+
+#ifdef TAG_TEST_HOOKS
+/* First sample of a SAMPLES frame that triggers the fault; no accelerometer sends it. */
+#define TAG_TEST_FAULT_X (-32768)
+#define TAG_TEST_FAULT_Y (-32768)
+#define TAG_TEST_FAULT_Z 12345
+/* Nothing is mapped here on the mps2 boards (a precise BusFault), nor in a host process. */
+#define TAG_TEST_FAULT_ADDRESS 0x70000000u
+#endif
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t windows;    /* inferences since boot */
+    uint32_t samples;    /* samples accepted since boot */
+    uint32_t bad_frames; /* frames dropped by the link layer */
+    uint32_t overruns;   /* SAMPLES frames dropped for exceeding the credit */
+} app_stats_t;
+
+typedef struct {
+    tag_rx_t rx;                                         /* frame receiver */
+    tag_model_t model;                                   /* the model's working memory */
+    int16_t ring[TAG_MODEL_WINDOW][TAG_MODEL_AXES];      /* the last W samples */
+    int16_t window[TAG_MODEL_WINDOW][TAG_MODEL_AXES];    /* the ring unrolled, oldest first */
+    tag_samples_t samples;                               /* the SAMPLES frame being handled */
+    uint8_t tx[TAG_PROTO_MAX_FRAME];                     /* the frame being sent */
+    uint32_t ring_head;      /* where the next sample goes (the oldest once the ring is full) */
+    uint32_t until_window;   /* samples still needed before the next inference */
+    uint32_t window_index;   /* of the next RESULT, since boot or RESET */
+    uint16_t consumed;       /* samples accepted since boot or RESET, mod 65536 */
+    uint16_t credited;       /* `consumed` of the last CREDIT sent: the host's credit base */
+    uint8_t tx_seq;          /* seq of the next device frame */
+    uint8_t expected_seq;    /* seq of the next host frame to accept */
+    uint8_t ack_seq;         /* seq of the last host frame accepted */
+    uint8_t in_gap;          /* a host frame was dropped and already reported */
+    app_stats_t stats;
+} app_t;
+
+/* The one file-scope variable: the fault handler has no other way to reach the state. */
+static app_t *fault_app;
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+static void app_send(app_t *app, uint8_t type, const uint8_t *body, size_t body_len)
+{
+    size_t n = tag_frame_write(type, app->tx_seq, body, body_len, app->tx, sizeof app->tx);
+    if (n > 0u) {
+        tag_uart_write(app->tx, (uint32_t)n);
+    }
+    app->tx_seq++; /* wraps at 256, as the protocol says */
+}
+
+/* A str16 field: up to TAG_STR_LEN characters, NUL-padded, no terminator when full. */
+static void copy_str16(char *field, const char *text)
+{
+    size_t i;
+    int ended = 0;
+    for (i = 0u; i < TAG_STR_LEN; i++) {
+        ended = ended || text[i] == '\0';
+        field[i] = ended ? '\0' : text[i];
+    }
+}
+
+static void app_send_hello(app_t *app)
+{
+    tag_hello_t m;
+    uint8_t body[TAG_HELLO_BODY_MAX];
+    memset(&m, 0, sizeof m);
+    m.protocol_version = TAG_PROTO_VERSION;
+    copy_str16(m.target, TAG_TARGET_NAME);
+    copy_str16(m.build_id, TAG_BUILD_ID);
+    copy_str16(m.model_hash, TAG_MODEL_HASH);
+    copy_str16(m.model_variant, TAG_MODEL_VARIANT);
+    m.sample_rate_mhz = (uint32_t)(TAG_SAMPLE_RATE_MHZ);
+    m.window = (uint16_t)TAG_MODEL_WINDOW;
+    m.hop = (uint16_t)(TAG_HOP);
+    m.clock_hz = (uint32_t)(TAG_CLOCK_HZ);
+    m.counter_unit = (uint8_t)APP_COUNTER_UNIT;
+    m.n_classes = (uint8_t)TAG_MODEL_CLASSES;
+    m.logit_type = (uint8_t)APP_LOGIT_TYPE;
+    m.logit_frac = (int8_t)APP_LOGIT_FRAC;
+    m.input_frac = (int8_t)TAG_MODEL_INPUT_FRAC;
+    m.rx_capacity = APP_RX_CAPACITY;
+    app_send(app, TAG_MSG_HELLO, body, tag_hello_pack(&m, body));
+}
+
+static void app_send_error(app_t *app, uint8_t code, uint32_t detail, uint32_t pc)
+{
+    tag_error_t m;
+    uint8_t body[TAG_ERROR_BODY_MAX];
+    m.code = code;
+    m.expected_seq = app->expected_seq;
+    m.detail = detail;
+    m.pc = pc;
+    app_send(app, TAG_MSG_ERROR, body, tag_error_pack(&m, body));
+}
+
+static void app_send_credit(app_t *app)
+{
+    tag_credit_t m;
+    uint8_t body[TAG_CREDIT_BODY_MAX];
+    m.consumed = app->consumed;
+    m.ack_seq = app->ack_seq;
+    app->credited = app->consumed;
+    app_send(app, TAG_MSG_CREDIT, body, tag_credit_pack(&m, body));
+}
+
+static void app_send_stats(app_t *app)
+{
+    tag_stats_t m;
+    uint8_t body[TAG_STATS_BODY_MAX];
+    m.stack_peak = tag_stack_peak();
+    m.stack_size = tag_stack_reserved();
+    m.windows = app->stats.windows;
+    m.samples = app->stats.samples;
+    m.bad_frames = app->stats.bad_frames;
+    m.overruns = app->stats.overruns;
+    app_send(app, TAG_MSG_STATS, body, tag_stats_pack(&m, body));
+}
+
+static void app_send_pong(app_t *app, uint32_t token)
+{
+    tag_pong_t m;
+    uint8_t body[TAG_PONG_BODY_MAX];
+    m.token = token;
+    app_send(app, TAG_MSG_PONG, body, tag_pong_pack(&m, body));
+}
+
+/* Fixed-point logits widen to i32; float logits travel as their IEEE-754 bit pattern. */
+static int32_t logit_word(tag_logit_t logit)
+{
+#if TAG_MODEL_LOGIT_FLOAT
+    union {
+        float f;
+        uint32_t u;
+    } bits;
+    bits.f = logit;
+    return (int32_t)bits.u;
+#else
+    return (int32_t)logit;
+#endif
+}
+
+/* ---- the stream ------------------------------------------------------------------------- */
+
+static void app_reset_stream(app_t *app)
+{
+    memset(app->ring, 0, sizeof app->ring);
+    app->ring_head = 0u;
+    app->until_window = TAG_MODEL_WINDOW;
+    app->window_index = 0u;
+    app->consumed = 0u;
+    app->credited = 0u;
+}
+
+/* Unroll the ring (full: ring_head is the oldest sample), classify, send RESULT and CREDIT. */
+static void app_infer(app_t *app)
+{
+    tag_result_t m;
+    uint8_t body[TAG_RESULT_BODY_MAX];
+    uint32_t i;
+    for (i = 0u; i < TAG_MODEL_WINDOW; i++) {
+        uint32_t k = (app->ring_head + i) % TAG_MODEL_WINDOW;
+        memcpy(app->window[i], app->ring[k], sizeof app->window[i]);
+    }
+
+    tag_counter_sync();
+    tag_count_t start = tag_counter_now();
+    int class_index = tag_model_run(&app->model, &app->window[0][0]);
+    tag_count_t elapsed = tag_counter_elapsed(start);
+
+    const tag_logit_t *logits = tag_model_logits(&app->model);
+    m.window_index = app->window_index;
+    m.class_index = (uint8_t)class_index;
+    m.latency = elapsed > (tag_count_t)UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed;
+    m.logits_count = (uint8_t)TAG_MODEL_CLASSES;
+    for (i = 0u; i < (uint32_t)TAG_MODEL_CLASSES; i++) {
+        m.logits[i] = logit_word(logits[i]);
+    }
+    app->window_index++;
+    app->stats.windows++;
+    app_send(app, TAG_MSG_RESULT, body, tag_result_pack(&m, body));
+    app_send_credit(app);
+}
+
+static void app_push_sample(app_t *app, const int16_t *xyz)
+{
+    memcpy(app->ring[app->ring_head], xyz, sizeof app->ring[0]);
+    app->ring_head = (app->ring_head + 1u) % TAG_MODEL_WINDOW;
+    app->consumed++;
+    app->stats.samples++;
+    if (--app->until_window == 0u) {
+        app->until_window = (uint32_t)(TAG_HOP);
+        app_infer(app);
+    }
+}
+
+#ifdef TAG_TEST_HOOKS
+static void app_test_hooks(const tag_samples_t *s)
+{
+    if (s->samples_count >= TAG_SAMPLES_AXES && s->samples[0] == TAG_TEST_FAULT_X
+        && s->samples[1] == TAG_TEST_FAULT_Y && s->samples[2] == TAG_TEST_FAULT_Z) {
+        (void)*(volatile uint32_t *)(uintptr_t)TAG_TEST_FAULT_ADDRESS;
+    }
+}
+#endif
+
+/* A SAMPLES frame with the expected seq: within the credit, or dropped whole. */
+static void app_on_samples(app_t *app, uint8_t seq)
+{
+    tag_samples_t *s = &app->samples;
+    if (tag_samples_unpack(tag_rx_body(&app->rx), tag_rx_body_len(&app->rx), s) != 0) {
+        app->expected_seq = (uint8_t)(seq + 1u);
+        app->ack_seq = seq;
+        app_send_error(app, TAG_ERR_BAD_MESSAGE, TAG_MSG_SAMPLES, 0u);
+        return;
+    }
+    uint16_t count = (uint16_t)(s->samples_count / TAG_SAMPLES_AXES);
+    uint16_t in_flight = (uint16_t)(app->consumed + count - app->credited);
+    if (in_flight > APP_RX_CAPACITY) {
+        /* Not accepted: the host resends it from expected_seq once it has the credit. */
+        app->stats.overruns++;
+        app->in_gap = 1u;
+        app_send_error(app, TAG_ERR_OVERFLOW, count, 0u);
+        return;
+    }
+    app->expected_seq = (uint8_t)(seq + 1u);
+    app->ack_seq = seq;
+#ifdef TAG_TEST_HOOKS
+    app_test_hooks(s);
+#endif
+    for (uint16_t i = 0u; i < count; i++) {
+        app_push_sample(app, &s->samples[i * TAG_SAMPLES_AXES]);
+    }
+}
+
+/* A frame with a good CRC. */
+static void app_on_frame(app_t *app)
+{
+    uint8_t type = tag_rx_type(&app->rx);
+    uint8_t seq = tag_rx_seq(&app->rx);
+    const uint8_t *body = tag_rx_body(&app->rx);
+    size_t len = tag_rx_body_len(&app->rx);
+
+    if (seq != app->expected_seq) {
+        if (!app->in_gap) {
+            app->in_gap = 1u;
+            app_send_error(app, TAG_ERR_BAD_SEQUENCE, seq, 0u);
+        }
+        return;
+    }
+    app->in_gap = 0u;
+    if (type == TAG_MSG_SAMPLES) {
+        app_on_samples(app, seq);
+        return;
+    }
+
+    app->expected_seq = (uint8_t)(seq + 1u);
+    app->ack_seq = seq;
+    switch (type) {
+    case TAG_MSG_PING: {
+        tag_ping_t ping;
+        if (tag_ping_unpack(body, len, &ping) != 0) {
+            break;
+        }
+        app_send_pong(app, ping.token);
+        app_send_credit(app);
+        return;
+    }
+    case TAG_MSG_STATS_REQUEST: {
+        tag_stats_request_t request;
+        if (tag_stats_request_unpack(body, len, &request) != 0) {
+            break;
+        }
+        app_send_stats(app);
+        return;
+    }
+    case TAG_MSG_RESET: {
+        tag_reset_t reset;
+        if (tag_reset_unpack(body, len, &reset) != 0) {
+            break;
+        }
+        app_reset_stream(app);
+        app_send_credit(app);
+        return;
+    }
+    default:
+        break;
+    }
+    app_send_error(app, TAG_ERR_BAD_MESSAGE, type, 0u);
+}
+
+/* ---- faults ----------------------------------------------------------------------------- */
+
+void tag_fault_report(uint32_t pc, uint32_t cfsr)
+{
+    /* Handler mode, whatever stack is left: a small local frame, nothing else. */
+    uint8_t body[TAG_ERROR_BODY_MAX];
+    uint8_t frame[TAG_ERROR_BODY_MAX + 8u];
+    tag_error_t m;
+    uint8_t seq = 0u;
+    m.code = TAG_ERR_HARD_FAULT;
+    m.expected_seq = 0u;
+    if (fault_app != NULL) {
+        seq = fault_app->tx_seq++;
+        m.expected_seq = fault_app->expected_seq;
+    }
+    m.detail = cfsr;
+    m.pc = pc;
+    size_t n = tag_frame_write(TAG_MSG_ERROR, seq, body, tag_error_pack(&m, body), frame,
+                               sizeof frame);
+    if (n > 0u) {
+        tag_uart_write(frame, (uint32_t)n);
+    }
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+int main(void)
+{
+    static app_t app;
+
+    tag_uart_init();
+    tag_counter_start();
+    tag_rx_init(&app.rx);
+    tag_model_init(&app.model);
+    app_reset_stream(&app);
+    fault_app = &app;
+
+    tag_uart_putc(0x00u); /* flush: a torn frame from before cannot merge with HELLO */
+    app_send_hello(&app);
+
+    for (;;) {
+        int c = tag_uart_getc();
+        if (c < 0) {
+            continue;
+        }
+        switch (tag_rx_push(&app.rx, (uint8_t)c)) {
+        case TAG_RX_FRAME:
+            app_on_frame(&app);
+            break;
+        case TAG_RX_BAD_FRAME:
+            app.stats.bad_frames++;
+            app.in_gap = 1u;
+            app_send_error(&app, TAG_ERR_BAD_FRAME, 0u, 0u);
+            break;
+        default:
+            break;
+        }
+    }
+}
