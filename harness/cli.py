@@ -35,9 +35,9 @@ def _str_tuple(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     source = parser.add_argument_group("recording")
-    which = source.add_mutually_exclusive_group(required=True)
+    which = source.add_mutually_exclusive_group(required=required)
     which.add_argument("--data", type=Path, metavar="PATH",
                        help="a table (CSV or Parquet) or a folder of labelled bouts")
     which.add_argument("--synthetic", action="store_true",
@@ -139,8 +139,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threshold(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.agreement import format_report
+    from harness.run import RunOptions, run_on_device
+
+    recording = None
+    if args.data is not None or args.synthetic:
+        recording = _data_source(args).load(load_target(args.target).sample_rate_hz, args.seed)
+    options = RunOptions(target=args.target, backend=args.backend, variant=args.variant,
+                         realtime=args.realtime, port=args.port, max_windows=args.max_windows,
+                         timeout=args.timeout, overrides=dict(args.threshold),
+                         report=args.report)
+    report = run_on_device(args.run_dir, options, recording)
+    print(format_report(report))
+    print(f"report: {report['path']}")
+    return 0 if report["passed"] else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthetic recording -> teacher and students -> 16/8-bit DQ -> C -> agreement table."""
+    """Synthetic recording -> teacher and students -> 16/8-bit DQ -> C -> firmware on the
+    emulated ear tag and collar -> agreement tables."""
+    from harness.agreement import format_report
+    from harness.run import RunOptions, run_on_device
     from models.pipeline import (
         Framing,
         ModelSizes,
@@ -151,34 +179,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     from models.training import TrainConfig
 
-    target = load_target(args.target)
-    framing = Framing(target.sample_rate_hz, target.window, target.hop, target.name)
-    recording = DataSource().load(framing.rate_hz, seed=args.seed)
-    print(f"recording: {recording.source}")
-    sizes = ModelSizes(teacher_filters=(32, 64, 64))
-    train = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-    metrics = train_run(recording, args.out, TrainOptions(framing, sizes, train))
-    quantized = quantize_run(args.out)
-    export = export_run(args.out)
-    print(f"\nheld-out animals {', '.join(metrics['data']['held_out_animals'])}: "
-          f"{metrics['data']['held_out_windows']} windows of {framing.window} samples at "
-          f"{framing.rate_hz} Hz ({target.name})")
-    print(f"{'model':16s} {'accuracy':>8s} {'MCC':>6s} {'top-1 vs float':>15s} "
-          f"{'C == reference':>15s} {'parameters':>11s}")
+    summary = []
+    for name in args.targets:
+        target = load_target(name)
+        out = args.out / name
+        framing = Framing(target.sample_rate_hz, target.window, target.hop, target.name)
+        recording = DataSource().load(framing.rate_hz, seed=args.seed)
+        print(f"\n=== {target.name}: {target.description}\nrecording: {recording.source}")
+        sizes = ModelSizes(teacher_filters=(32, 64, 64))
+        train = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+        metrics = train_run(recording, out, TrainOptions(framing, sizes, train))
+        quantized = quantize_run(out)
+        export = export_run(out)
+        print(_model_table(metrics, quantized, export))
+        for variant, windows in (("q16", args.max_windows), ("f32", args.float_windows)):
+            report = run_on_device(out, RunOptions(target=name, backend=args.backend,
+                                                   variant=variant, max_windows=windows))
+            print("\n" + format_report(report))
+            summary.append(report)
+    print("\n=== summary")
+    for r in summary:
+        lat, mem = r["latency"], r["memory"]
+        exact = "n/a" if r["int_exact_fraction"] is None else f"{r['int_exact_fraction']:.3f}"
+        print(f"{r['target']:7s} {r['variant']:4s} exact {exact:>5s}  agreement "
+              f"{r['float_top1_agreement']:.3f}  p99 {lat['p99']:>12,} {lat['unit']}"
+              f" ({lat['p99'] / lat['deadline']:.0%} of deadline)  flash {mem['flash']:,} B  "
+              f"RAM {mem['ram_used']:,} B  {'passed' if r['passed'] else 'FAILED'}")
+    print(f"\nrun directories and reports: {args.out}/<target>/")
+    return 0
+
+
+def _model_table(metrics: dict, quantized: dict, export: dict) -> str:
+    data = metrics["data"]
+    lines = [f"held-out animals {', '.join(data['held_out_animals'])}: "
+             f"{data['held_out_windows']} windows",
+             f"{'model':16s} {'accuracy':>8s} {'MCC':>6s} {'top-1 vs float':>15s} "
+             f"{'C == reference':>15s} {'parameters':>11s}"]
     for name in ("teacher", "student_no_kd", "student_kd"):
         m = metrics[name]
-        print(f"{name:16s} {m['accuracy']:8.3f} {m['mcc']:6.3f} {'':>15s} {'':>15s} "
-              f"{4 * m['parameters']:9d} B")
+        lines.append(f"{name:16s} {m['accuracy']:8.3f} {m['mcc']:6.3f} {'':>15s} {'':>15s} "
+                     f"{4 * m['parameters']:9d} B")
     for bits in ("16", "8"):
         q, e = quantized[bits], export[f"q{bits}"]
         exact = f"{e['bit_exact_windows']}/{e['windows']}"
-        print(f"{'student_kd q' + bits:16s} {q['accuracy']:8.3f} {q['mcc']:6.3f} "
-              f"{q['top1_agreement']:15.4f} {exact:>15s} {q['param_bytes']:9d} B")
+        lines.append(f"{'student_kd q' + bits:16s} {q['accuracy']:8.3f} {q['mcc']:6.3f} "
+                     f"{q['top1_agreement']:15.4f} {exact:>15s} {q['param_bytes']:9d} B")
     f32 = export["f32"]
-    print(f"{'student_kd f32 C':16s} {'':>8s} {'':>6s} {f32['top1_agreement']:15.4f} "
-          f"{'max err ' + format(f32['max_abs_logit_error'], '.1e'):>15s}")
-    print(f"\nrun directory: {args.out}")
-    return 0
+    lines.append(f"{'student_kd f32 C':16s} {'':>8s} {'':>6s} {f32['top1_agreement']:15.4f} "
+                 f"{'max err ' + format(f32['max_abs_logit_error'], '.1e'):>15s}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,11 +279,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip compiling on the host and comparing with the references")
     export.set_defaults(func=cmd_export)
 
+    run = commands.add_parser("run", help="stream a recording through a device and check it")
+    run.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    run.add_argument("--target", choices=target_names(), default="eartag")
+    run.add_argument("--backend", choices=["qemu", "native", "serial"], default="qemu")
+    run.add_argument("--variant", choices=["q16", "q8", "f32"], default="q16")
+    run.add_argument("--realtime", action="store_true",
+                     help="send samples at the sensor's rate instead of as fast as allowed")
+    run.add_argument("--port", help="serial port of a physical tag (--backend serial)")
+    run.add_argument("--max-windows", type=int, metavar="N",
+                     help="stream only enough bouts for about N windows")
+    run.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                     help="longest wait for any answer from the device")
+    run.add_argument("--threshold", type=_threshold, action="append", default=[],
+                     metavar="NAME=VALUE", help="override a pass threshold")
+    run.add_argument("--report", type=Path, metavar="FOLDER",
+                     help="where report.json goes (default RUN_DIR/reports/...)")
+    run.add_argument("--seed", type=int, default=0, help="seed of --synthetic")
+    _add_data_options(run, required=False)
+    run.set_defaults(func=cmd_run)
+
     demo = commands.add_parser("demo", help="the whole pipeline on a synthetic recording")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR")
     demo.add_argument("--epochs", type=int, default=10)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--target", choices=target_names(), default="eartag")
+    demo.add_argument("--targets", type=_str_tuple, default=("eartag", "collar"),
+                      metavar="T,T", help="targets to run on (default: eartag,collar)")
+    demo.add_argument("--backend", choices=["qemu", "native"], default="qemu")
+    demo.add_argument("--max-windows", type=int, default=200,
+                      help="held-out windows streamed through the q16 firmware")
+    demo.add_argument("--float-windows", type=int, default=4,
+                      help="windows for the float32 firmware (slow on the collar)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
     return parser

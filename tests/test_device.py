@@ -184,9 +184,9 @@ class Link:
         self.decoder = FrameDecoder(salvage=False)
         self.inbox: deque[Message] = deque()
         self.seq = 0      # seq of the next host frame
-        self.rx_seq = 0   # seq the next device frame must carry
+        self.rx_seq = None  # seq the next device frame must carry: set by the first HELLO
         hello = self.read()
-        assert hello.name == "HELLO" and hello.seq == 0, hello
+        assert hello.name == "HELLO", hello
         self.hello = hello.fields
 
     def frame(self, name: str, **fields) -> bytes:
@@ -205,8 +205,11 @@ class Link:
                                      f"{timeout} s (alive={self.device.alive})")
             self.inbox.extend(self.decoder.feed(self.port.read(self.port.in_waiting or 1)))
         message = self.inbox.popleft()
-        assert message.seq == self.rx_seq, f"device seq {message.seq}, expected {self.rx_seq}"
-        self.rx_seq = (self.rx_seq + 1) & 0xFF
+        if self.rx_seq is not None:
+            assert message.seq == self.rx_seq, f"device seq {message.seq}, expected {self.rx_seq}"
+        self.rx_seq = (message.seq + 1) & 0xFF
+        if message.name == "HELLO" and hasattr(self, "hello"):
+            return self.read(timeout)  # a repeated announcement from before our first frame
         return message
 
     def expect(self, name: str, **fields) -> Message:
@@ -238,14 +241,14 @@ def stream(link: Link, counts: np.ndarray, corrupt: set[int] = frozenset(),
     first time they go out. Returns (results, errors)."""
     corrupt = set(corrupt)
     expected = len(windows_of(counts))
-    capacity = link.hello["rx_capacity"]
+    limit = link.hello["rx_capacity"]  # the first CREDIT limit
     offsets: dict[int, int] = {}  # host seq -> first sample it carried
-    consumed = sent = 0
+    sent = 0
     results: list[Message] = []
     errors: list[Message] = []
     awaiting_credit = False
     while len(results) < expected or awaiting_credit:
-        credit = capacity + consumed - sent
+        credit = limit - sent
         if sent < len(counts) and credit > 0:
             n = min(frame_samples, credit, len(counts) - sent)
             seq = link.seq
@@ -262,7 +265,7 @@ def stream(link: Link, counts: np.ndarray, corrupt: set[int] = frozenset(),
             results.append(message)
             awaiting_credit = True
         elif message.name == "CREDIT":
-            consumed = message.fields["consumed"]
+            limit = message.fields["limit"]
             awaiting_credit = False
         elif message.name == "ERROR" and message.fields["code"] in (ErrorCode.BAD_FRAME,
                                                                     ErrorCode.BAD_SEQUENCE):
@@ -340,10 +343,10 @@ def test_stream_gives_bit_exact_results(link, tiny):
     assert len(results) == 4
     assert_bit_exact(results, counts, tiny.q)
     assert all(r.fields["latency"] > 0 for r in results)
-    # The last CREDIT counted every sample, and acknowledged the last frame.
+    # The limit is the next inference point, and the last frame is acknowledged.
     link.send("PING", token=1)
     link.expect("PONG", token=1)
-    link.expect("CREDIT", consumed=len(counts), ack_seq=link.seq - 1)
+    link.expect("CREDIT", limit=len(counts) + HOP, ack_seq=link.seq - 1)
 
 
 def test_window_completing_inside_a_frame(link, tiny):
@@ -378,7 +381,7 @@ def test_out_of_order_frame_gets_one_bad_sequence(link):
     link.seq = 1
     link.send("PING", token=7)                       # seq 1: accepted, the gap is closed
     link.expect("PONG", token=7)
-    link.expect("CREDIT", consumed=FRAME_SAMPLES, ack_seq=1)
+    link.expect("CREDIT", limit=WINDOW, ack_seq=1)
     link.seq = 5
     link.send("PING", token=8)                       # a new gap: reported again
     link.expect_error(ErrorCode.BAD_SEQUENCE, expected_seq=2, detail=5)
@@ -391,7 +394,7 @@ def test_unknown_message_is_rejected_and_skipped(link):
     link.expect_error(ErrorCode.BAD_MESSAGE, expected_seq=1, detail=0x7F)
     link.send("PING", token=9)                        # the next seq is accepted
     link.expect("PONG", token=9)
-    link.expect("CREDIT", consumed=0, ack_seq=1)
+    link.expect("CREDIT", limit=WINDOW, ack_seq=1)
 
 
 def test_samples_beyond_the_credit_overflow(link):
@@ -405,7 +408,7 @@ def test_samples_beyond_the_credit_overflow(link):
     link.seq = full
     link.send("PING", token=3)
     link.expect("PONG", token=3)
-    link.expect("CREDIT", consumed=full * FRAME_SAMPLES, ack_seq=full)
+    link.expect("CREDIT", limit=WINDOW, ack_seq=full)
     link.send("STATS_REQUEST")
     stats = link.expect("STATS").fields
     assert stats["overruns"] == 1
@@ -416,11 +419,11 @@ def test_samples_beyond_the_credit_overflow(link):
 def test_ping_answers_pong_and_credit(link):
     link.send("PING", token=0xDEADBEEF)
     link.expect("PONG", token=0xDEADBEEF)
-    link.expect("CREDIT", consumed=0, ack_seq=0)
+    link.expect("CREDIT", limit=WINDOW, ack_seq=0)
     link.send("SAMPLES", samples=stream_counts(FRAME_SAMPLES).ravel().tolist())
     link.send("PING", token=2)
     link.expect("PONG", token=2)
-    link.expect("CREDIT", consumed=FRAME_SAMPLES, ack_seq=2)
+    link.expect("CREDIT", limit=WINDOW, ack_seq=2)
 
 
 def test_reset_restarts_window_numbering(link, tiny):
@@ -430,7 +433,7 @@ def test_reset_restarts_window_numbering(link, tiny):
     # Half a window, then RESET: those samples must not reach the next window.
     link.send("SAMPLES", samples=stream_counts(FRAME_SAMPLES, seed=12).ravel().tolist())
     link.send("RESET")
-    link.expect("CREDIT", consumed=0, ack_seq=link.seq - 1)
+    link.expect("CREDIT", limit=WINDOW, ack_seq=link.seq - 1)
     second = stream_counts(WINDOW, seed=13)
     results, errors = stream(link, second)
     assert errors == []
@@ -456,7 +459,7 @@ def test_fault_trigger_is_off_in_normal_builds(link):
     link.send("SAMPLES", samples=list(FAULT_SAMPLE))
     link.send("PING", token=4)
     link.expect("PONG", token=4)
-    link.expect("CREDIT", consumed=1)
+    link.expect("CREDIT", limit=WINDOW)
     assert link.device.alive
 
 
@@ -509,7 +512,7 @@ def test_same_window_same_instruction_count(firmware, target):
         link = Link(device, "qemu", load_target(target))
         (first,), _ = stream(link, counts)
         link.send("RESET")
-        link.expect("CREDIT", consumed=0)
+        link.expect("CREDIT", limit=WINDOW)
         (second,), _ = stream(link, counts)
     assert first.fields["logits"] == second.fields["logits"]
     assert first.fields["latency"] == second.fields["latency"] > 0

@@ -2,15 +2,18 @@
  * The tag application: receives accelerometer samples over the wire protocol, classifies every
  * window with the exported model and sends the results back (see messages.toml).
  *
- *   boot      0x00 (flush), then HELLO with seq 0; the device's seq then counts every frame.
+ *   boot      0x00 (flush), then HELLO with seq 0, repeated about every 0.25 s until the host's
+ *             first frame; the device's seq counts every frame it sends.
  *   SAMPLES   accepted in host seq order into a ring of TAG_MODEL_WINDOW samples. At sample
  *             counts W, W+H, W+2H, ... since boot or RESET (W = TAG_MODEL_WINDOW, H = TAG_HOP)
  *             the ring is unrolled into a window, the model runs, timed with the platform
  *             counter, and RESULT then CREDIT go out. A window may end inside a frame: the
  *             inference runs at that exact sample and the rest of the frame follows.
- *   credit    the host may have rx_capacity + consumed - sent samples in flight, where consumed
- *             is the value of the last CREDIT sent (cumulative, mod 65536). A SAMPLES frame
- *             beyond that is dropped whole: ERROR(OVERFLOW, detail = its sample count).
+ *   credit    CREDIT(limit): the host may send samples until it has sent `limit` since boot or
+ *             RESET (mod 65536). The limit is always the next inference point (W, then W + H,
+ *             ...), so nothing is on the wire while the model runs and a polled UART cannot
+ *             overrun. A SAMPLES frame beyond the limit is dropped whole: ERROR(OVERFLOW,
+ *             detail = its sample count).
  *   errors    a torn or corrupted frame: ERROR(BAD_FRAME); a good frame out of order: dropped,
  *             ERROR(BAD_SEQUENCE, detail = the seq it had). Each error carries the host seq
  *             the device expects, so the host resends from there (go-back-N).
@@ -20,7 +23,7 @@
  *             whatever its type, advances the expected seq; an unknown type or a malformed
  *             body is then answered with ERROR(BAD_MESSAGE, detail = type).
  *   PING      PONG with the same token, then CREDIT. STATS_REQUEST: STATS. RESET: the ring,
- *             the window index and consumed start again from zero; CREDIT(0).
+ *             the window index and the sample count start again from zero; CREDIT(W).
  *   faults    tag_fault_report() sends ERROR(HARD_FAULT, detail = CFSR, pc); the platform stops.
  *
  * Compile-time inputs: the platform (platform.h), the generated protocol header (tag_proto.h),
@@ -90,7 +93,16 @@
 #error "unknown logit type"
 #endif
 
-/* The device buffers one window of samples: the host's initial credit. */
+/* Until the host's first frame, HELLO is repeated this often (in counter units, about 0.25 s):
+ * a host that opens its port a moment after boot (pyserial empties its input when it opens)
+ * still hears an announcement. */
+#if defined(TAG_PLATFORM_HOST)
+#define APP_HELLO_PERIOD ((tag_count_t)250000000u)
+#else
+#define APP_HELLO_PERIOD ((tag_count_t)(TAG_CLOCK_HZ / 4u))
+#endif
+
+/* The first limit: the samples of the first window. */
 #define APP_RX_CAPACITY ((uint16_t)TAG_MODEL_WINDOW)
 
 /* ---- test hook -------------------------------------------------------------------------- */
@@ -124,11 +136,12 @@ typedef struct {
     uint32_t until_window;   /* samples still needed before the next inference */
     uint32_t window_index;   /* of the next RESULT, since boot or RESET */
     uint16_t consumed;       /* samples accepted since boot or RESET, mod 65536 */
-    uint16_t credited;       /* `consumed` of the last CREDIT sent: the host's credit base */
+    uint16_t limit;          /* the host may send up to this many: the next inference point */
     uint8_t tx_seq;          /* seq of the next device frame */
     uint8_t expected_seq;    /* seq of the next host frame to accept */
     uint8_t ack_seq;         /* seq of the last host frame accepted */
     uint8_t in_gap;          /* a host frame was dropped and already reported */
+    uint8_t host_heard;      /* a frame (good or bad) has come from the host: stop announcing */
     app_stats_t stats;
 } app_t;
 
@@ -195,9 +208,8 @@ static void app_send_credit(app_t *app)
 {
     tag_credit_t m;
     uint8_t body[TAG_CREDIT_BODY_MAX];
-    m.consumed = app->consumed;
+    m.limit = app->limit;
     m.ack_seq = app->ack_seq;
-    app->credited = app->consumed;
     app_send(app, TAG_MSG_CREDIT, body, tag_credit_pack(&m, body));
 }
 
@@ -246,7 +258,7 @@ static void app_reset_stream(app_t *app)
     app->until_window = TAG_MODEL_WINDOW;
     app->window_index = 0u;
     app->consumed = 0u;
-    app->credited = 0u;
+    app->limit = APP_RX_CAPACITY;
 }
 
 /* Unroll the ring (full: ring_head is the oldest sample), classify, send RESULT and CREDIT. */
@@ -287,6 +299,7 @@ static void app_push_sample(app_t *app, const int16_t *xyz)
     app->stats.samples++;
     if (--app->until_window == 0u) {
         app->until_window = (uint32_t)(TAG_HOP);
+        app->limit = (uint16_t)(app->consumed + (uint16_t)TAG_HOP);
         app_infer(app);
     }
 }
@@ -312,8 +325,8 @@ static void app_on_samples(app_t *app, uint8_t seq)
         return;
     }
     uint16_t count = (uint16_t)(s->samples_count / TAG_SAMPLES_AXES);
-    uint16_t in_flight = (uint16_t)(app->consumed + count - app->credited);
-    if (in_flight > APP_RX_CAPACITY) {
+    uint16_t room = (uint16_t)(app->limit - app->consumed);
+    if (count > room) {
         /* Not accepted: the host resends it from expected_seq once it has the credit. */
         app->stats.overruns++;
         app->in_gap = 1u;
@@ -425,17 +438,24 @@ int main(void)
 
     tag_uart_putc(0x00u); /* flush: a torn frame from before cannot merge with HELLO */
     app_send_hello(&app);
+    tag_count_t announced = tag_counter_now();
 
     for (;;) {
         int c = tag_uart_getc();
         if (c < 0) {
+            if (!app.host_heard && tag_counter_elapsed(announced) >= APP_HELLO_PERIOD) {
+                app_send_hello(&app);
+                announced = tag_counter_now();
+            }
             continue;
         }
         switch (tag_rx_push(&app.rx, (uint8_t)c)) {
         case TAG_RX_FRAME:
+            app.host_heard = 1u;
             app_on_frame(&app);
             break;
         case TAG_RX_BAD_FRAME:
+            app.host_heard = 1u;
             app.stats.bad_frames++;
             app.in_gap = 1u;
             app_send_error(&app, TAG_ERR_BAD_FRAME, 0u, 0u);

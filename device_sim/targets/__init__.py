@@ -34,6 +34,8 @@ class TargetProfile:
     qemu_machine: str
     renode_platform: str
     latency_share_of_hop: float
+    cycles_per_instruction: float
+    thresholds: dict[str, float]
 
     @property
     def hop_seconds(self) -> float:
@@ -48,6 +50,15 @@ class TargetProfile:
     def latency_budget_cycles(self) -> int:
         return int(self.deadline_cycles * self.latency_share_of_hop)
 
+    def in_unit(self, cycles: float, unit: str) -> float | None:
+        """A time at the target clock, in cycles, expressed in a counter unit; None for host
+        nanoseconds, which say nothing about the tag."""
+        if unit == "cycles":
+            return cycles
+        if unit == "instructions":
+            return cycles / self.cycles_per_instruction
+        return None
+
 
 def target_names() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
@@ -60,4 +71,5 @@ def load_target(name: str) -> TargetProfile:
             f"unknown target {name!r}; known targets: {', '.join(target_names())}")
     raw = tomllib.loads(path.read_text())
     budget = raw.pop("budget")
-    return TargetProfile(**raw, latency_share_of_hop=budget["latency_share_of_hop"])
+    return TargetProfile(**raw, latency_share_of_hop=budget["latency_share_of_hop"],
+                         cycles_per_instruction=budget["cycles_per_instruction"])
