@@ -59,8 +59,8 @@ def _model_folder(run_dir: Path, variant: str) -> Path:
     return folder
 
 
-def _check_framing(run_dir: Path, target: TargetProfile) -> None:
-    """The run's framing (config.json) must be the target's: window, hop and sample rate."""
+def check_framing(run_dir: Path, target: TargetProfile) -> dict:
+    """The run's framing (config.json), which must be the target's: window, hop and rate."""
     path = Path(run_dir) / "config.json"
     try:
         framing = json.loads(path.read_text())["framing"]
@@ -80,6 +80,7 @@ def _check_framing(run_dir: Path, target: TargetProfile) -> None:
             raise FramingMismatchError(
                 f"{run_dir} uses a {key} of {run_value} samples but target {target.name!r} "
                 f"uses {target_value}; train a run for this target")
+    return framing
 
 
 def _model_header_value(folder: Path, macro: str) -> str | None:
@@ -132,7 +133,7 @@ def build_model_firmware(run_dir: Path, variant: str, target: TargetProfile | st
     target = _profile(target)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     folder = _model_folder(run_dir, variant)
-    _check_framing(run_dir, target)
+    check_framing(run_dir, target)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_c_header(out_dir)
     name = f"tag_{target.name}_{variant}" + ("_hooks" if test_hooks else "")
@@ -158,7 +159,7 @@ def build_native(run_dir: Path, variant: str, target: TargetProfile | str,
     target = _profile(target)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     folder = _model_folder(run_dir, variant)
-    _check_framing(run_dir, target)
+    check_framing(run_dir, target)
     compiler = shutil.which(HOST_CC)
     if compiler is None:
         raise ToolchainError(f"{HOST_CC} not found; install it: {HOST_INSTALL_HINT}")

@@ -41,56 +41,39 @@ import threading
 import tty
 import weakref
 from pathlib import Path
-from typing import IO
 
-import serial
-
+from device_sim.process import STOP_TIMEOUT_S, ProcessDevice, collect_lines, end_process
 from device_sim.targets import TargetProfile, load_target
-from harness.errors import DeviceTimeoutError, EmulatorError
-
-STOP_TIMEOUT_S = 5.0
-
-
-def _collect(stream: IO[str], lines: list[str]) -> None:
-    """Reader thread: keep every line the device prints on stderr; owns and closes the stream."""
-    try:
-        for line in stream:
-            lines.append(line.rstrip("\n"))
-    except (OSError, ValueError):
-        pass
-    finally:
-        stream.close()
+from harness.errors import EmulatorError
 
 
 def _end(proc: subprocess.Popen[str] | None, fds: list[int],
          timeout: float = STOP_TIMEOUT_S) -> None:
-    """Terminate, wait, kill; then close the terminal. Needs no `self`: it is the finalizer too."""
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+    """End the process, then close the terminal. Needs no `self`: it is the finalizer too."""
+    if proc is not None:
+        end_process(proc, timeout)
     while fds:
         with contextlib.suppress(OSError):
             os.close(fds.pop())
 
 
-class NativeDevice:
+class NativeDevice(ProcessDevice):
     """One host-native firmware process on a pseudo-terminal; same shape as QemuDevice."""
 
     def __init__(self, executable: Path | str, target: TargetProfile | str | None = None,
                  timeout: float = 10.0) -> None:
+        super().__init__(timeout)
         self.executable = Path(executable)
         self.target = load_target(target) if isinstance(target, str) else target
-        self.timeout = timeout
-        self._proc: subprocess.Popen[str] | None = None
         self._fds: list[int] = []  # pty master and slave; a list the finalizer can empty
         self._tty: str | None = None
-        self._stderr: list[str] = []
-        self._serials: list[serial.SerialBase] = []
-        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def label(self) -> str:
+        return self.executable.name
+
+    def _end(self, timeout: float) -> None:
+        _end(self._proc, self._fds, timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -116,33 +99,9 @@ class NativeDevice:
             raise
         self._proc = proc
         self._finalizer = weakref.finalize(self, _end, proc, self._fds)
-        threading.Thread(target=_collect, args=(proc.stderr, self._stderr), daemon=True).start()
+        threading.Thread(target=collect_lines, args=(proc.stderr, self._stderr),
+                         daemon=True).start()
         return self
-
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Close ports opened by `open`, end the process, close the terminal. Idempotent."""
-        for port in self._serials:
-            port.close()
-        self._serials.clear()
-        _end(self._proc, self._fds, timeout)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the device process to exit by itself and return its exit status."""
-        proc = self._require_started()
-        timeout = self.timeout if timeout is None else timeout
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise DeviceTimeoutError(
-                f"{self.executable.name} did not exit within {timeout} s") from exc
-
-    def __enter__(self) -> NativeDevice:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- talking to the device ---------------------------------------------------------------
 
@@ -153,46 +112,3 @@ class NativeDevice:
         if self._tty is None:
             raise EmulatorError("the native device is not started: call start() or use `with`")
         return self._tty
-
-    def open(self, timeout: float = 2.0) -> serial.SerialBase:
-        """Open the device's port (this boots it); every read times out after `timeout` s.
-        The port is closed by stop()."""
-        self.check_alive()
-        try:
-            port = serial.serial_for_url(self.url, timeout=timeout)
-        except serial.SerialException as exc:
-            raise EmulatorError(f"cannot open {self.url}: {exc}\n{self.stderr}") from exc
-        self._serials.append(port)
-        return port
-
-    # -- state -------------------------------------------------------------------------------
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def exit_code(self) -> int | None:
-        """The process's exit status (negative: killed by that signal), None while it runs."""
-        return None if self._proc is None else self._proc.poll()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    @property
-    def stderr(self) -> str:
-        """Everything the device printed on stderr so far."""
-        return "\n".join(self._stderr)
-
-    def check_alive(self) -> None:
-        """Raise EmulatorError, quoting the device's stderr, if the process has ended."""
-        proc = self._require_started()
-        if proc.poll() is not None:
-            raise EmulatorError(f"{self.executable.name} ended with status {proc.returncode}:\n"
-                                f"{self.stderr}")
-
-    def _require_started(self) -> subprocess.Popen[str]:
-        if self._proc is None:
-            raise EmulatorError("the native device is not started: call start() or use `with`")
-        return self._proc

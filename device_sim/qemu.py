@@ -21,19 +21,16 @@ import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
-import serial
-
+from device_sim.process import ProcessDevice, collect_lines, end_process
 from device_sim.targets import TargetProfile, load_target
-from harness.errors import DeviceTimeoutError, EmulatorError, ToolchainError
+from harness.errors import EmulatorError, ToolchainError
 
 QEMU = "qemu-system-arm"
 INSTALL_HINT = "apt-get install qemu-system-arm"
 LISTENING_MARK = "waiting for connection"
 BIND_FAILURE_MARKS = ("Address already in use", "Failed to bind")
 START_ATTEMPTS = 5
-STOP_TIMEOUT_S = 5.0
 
 
 def _free_port() -> int:
@@ -44,49 +41,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _end_process(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT_S) -> None:
-    """Terminate, wait, kill. Used by stop() and as the finalizer, so it must not need `self`."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    # The pipes are closed by the reader threads at EOF, which follows the process's end.
-
-
-def _collect(stream: IO[str], lines: list[str], mark: str | None, seen: threading.Event) -> None:
-    """Reader thread: keep every line QEMU prints; signal when `mark` appears and at EOF.
-    It owns the stream: closing it from another thread could block on the reader's lock."""
-    try:
-        for line in stream:
-            lines.append(line.rstrip("\n"))
-            if mark is not None and mark in line:
-                seen.set()
-    except (OSError, ValueError):
-        pass
-    finally:
-        stream.close()
-        seen.set()
-
-
-class QemuDevice:
+class QemuDevice(ProcessDevice):
     """One QEMU process running one firmware; a context manager that always ends QEMU."""
 
     def __init__(self, elf: Path | str, target: TargetProfile | str, timeout: float = 10.0,
                  extra_args: Sequence[str] = (), binary: str = QEMU) -> None:
+        super().__init__(timeout)
         self.elf = Path(elf)
         self.target = load_target(target) if isinstance(target, str) else target
-        self.timeout = timeout
         self.extra_args = tuple(extra_args)
         self.binary = binary
         self.port: int | None = None
-        self._proc: subprocess.Popen[str] | None = None
-        self._stderr: list[str] = []
         self._stdout: list[str] = []
-        self._serials: list[serial.SerialBase] = []
-        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def label(self) -> str:
+        return f"QEMU running {self.elf.name}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -131,12 +101,12 @@ class QemuDevice:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 errors="replace", start_new_session=True)
         self._proc = proc
-        self._finalizer = weakref.finalize(self, _end_process, proc)
+        self._finalizer = weakref.finalize(self, end_process, proc)
         listening, stdout_done = threading.Event(), threading.Event()
-        threading.Thread(target=_collect, args=(proc.stderr, self._stderr, LISTENING_MARK,
-                                                listening), daemon=True).start()
-        threading.Thread(target=_collect, args=(proc.stdout, self._stdout, None, stdout_done),
-                         daemon=True).start()
+        threading.Thread(target=collect_lines, args=(proc.stderr, self._stderr, LISTENING_MARK,
+                                                     listening), daemon=True).start()
+        threading.Thread(target=collect_lines, args=(proc.stdout, self._stdout, None,
+                                                     stdout_done), daemon=True).start()
 
         if not listening.wait(self.timeout):
             self.stop()
@@ -155,32 +125,6 @@ class QemuDevice:
         raise EmulatorError(f"QEMU exited at start (status {proc.returncode}) running "
                             f"{self.elf.name} on {self.target.qemu_machine}:\n{text}")
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """End QEMU (terminate, wait, kill) and close ports opened by `open`. Idempotent."""
-        for port in self._serials:
-            port.close()
-        self._serials.clear()
-        if self._proc is not None:
-            _end_process(self._proc, timeout)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the guest to end QEMU (semihosting exit) and return QEMU's exit status."""
-        proc = self._require_started()
-        timeout = self.timeout if timeout is None else timeout
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise DeviceTimeoutError(
-                f"QEMU running {self.elf.name} did not exit within {timeout} s") from exc
-
-    def __enter__(self) -> QemuDevice:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     # -- talking to the guest ----------------------------------------------------------------
 
     @property
@@ -190,50 +134,9 @@ class QemuDevice:
             raise EmulatorError("QEMU is not started: call start() or use `with`")
         return f"socket://127.0.0.1:{self.port}"
 
-    def open(self, timeout: float = 2.0) -> serial.SerialBase:
-        """Connect to UART0 (this starts the guest); every read times out after `timeout` s.
-        The port is closed by stop()."""
-        try:
-            port = serial.serial_for_url(self.url, timeout=timeout)
-        except serial.SerialException as exc:
-            raise EmulatorError(f"cannot connect to QEMU at {self.url}: {exc}\n"
-                                f"{self.stderr}") from exc
-        self._serials.append(port)
-        return port
-
     # -- state -------------------------------------------------------------------------------
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def exit_code(self) -> int | None:
-        """QEMU's exit status (the guest's semihosting exit code), None while it runs."""
-        return None if self._proc is None else self._proc.poll()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    @property
-    def stderr(self) -> str:
-        """Everything QEMU printed on stderr so far."""
-        return "\n".join(self._stderr)
 
     @property
     def stdout(self) -> str:
         """Everything QEMU printed on stdout so far (semihosting console output)."""
         return "\n".join(self._stdout)
-
-    def check_alive(self) -> None:
-        """Raise EmulatorError, quoting QEMU's stderr, if QEMU is no longer running."""
-        proc = self._require_started()
-        if proc.poll() is not None:
-            raise EmulatorError(f"QEMU running {self.elf.name} ended with status "
-                                f"{proc.returncode}:\n{self.stderr}")
-
-    def _require_started(self) -> subprocess.Popen[str]:
-        if self._proc is None:
-            raise EmulatorError("QEMU is not started: call start() or use `with`")
-        return self._proc

@@ -19,8 +19,10 @@ from pathlib import Path
 from device_sim.targets import load_target, target_names
 from harness.errors import HarnessError
 from models.pipeline import DataSource
+from models.training import TrainConfig
 
 DATA_DEFAULTS = DataSource()
+TRAIN_DEFAULTS = TrainConfig()
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -96,7 +98,6 @@ def _framing(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from models.pipeline import ModelSizes, TrainOptions, train_run
-    from models.training import TrainConfig
 
     framing = _framing(args)
     recording = _data_source(args).load(framing.rate_hz, seed=args.seed)
@@ -177,7 +178,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         quantize_run,
         train_run,
     )
-    from models.training import TrainConfig
 
     summary = []
     for name in args.targets:
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the teacher and the students")
     _add_data_options(train)
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--target", choices=target_names(), default="eartag",
                        help="sets the sample rate, window and hop (default: eartag)")
@@ -257,10 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--teacher-filters", type=_int_tuple, default=(64, 128, 128),
                        metavar="N,N,N")
     kd = train.add_argument_group("training and distillation")
-    kd.add_argument("--batch-size", type=int, default=64)
-    kd.add_argument("--lr", type=float, default=1e-3)
-    kd.add_argument("--temperature", type=float, default=4.0)
-    kd.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term")
+    kd.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size)
+    kd.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr)
+    kd.add_argument("--temperature", type=float, default=TRAIN_DEFAULTS.temperature)
+    kd.add_argument("--alpha", type=float, default=TRAIN_DEFAULTS.alpha,
+                    help="weight of the distillation term")
     kd.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 

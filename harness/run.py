@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from device_sim.backends import prepare_device
-from device_sim.targets import TargetProfile, load_target
+from device_sim.firmware_build import check_framing
+from device_sim.targets import load_target
 from harness.agreement import DeviceRun, evaluate, thresholds
-from harness.errors import HarnessError, SampleRateError
+from harness.errors import HarnessError
 from harness.session import DeviceSession, WindowResult
 from models.pipeline import (
     as_device_input,
@@ -38,21 +39,6 @@ class RunOptions:
     timeout: float = 20.0
     overrides: dict[str, float] = field(default_factory=dict)
     report: Path | None = None  # default: RUN_DIR/reports/<target>-<backend>-<variant>/
-
-
-def check_framing(run_dir: Path, profile: TargetProfile) -> dict[str, Any]:
-    """The run was trained for this target's rate, window and hop, or it cannot run on it."""
-    framing = read_json(run_dir / "config.json")["framing"]
-    if abs(framing["rate_hz"] - profile.sample_rate_hz) > 1e-6:
-        raise SampleRateError(
-            f"{run_dir} was trained at {framing['rate_hz']} Hz but the {profile.name} samples "
-            f"at {profile.sample_rate_hz} Hz: train again with --target {profile.name}")
-    if (framing["window"], framing["hop"]) != (profile.window, profile.hop):
-        raise HarnessError(
-            f"{run_dir} uses windows of {framing['window']} with hop {framing['hop']}, the "
-            f"{profile.name} {profile.window} with hop {profile.hop}: train again with "
-            f"--target {profile.name}")
-    return framing
 
 
 def _bouts_to_stream(recording: Recording, window: int, hop: int,
