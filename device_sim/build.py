@@ -30,23 +30,14 @@ INSTALL_HINT = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 FLASH_ORIGIN = 0x0000_0000
 RAM_ORIGIN = 0x2000_0000
 
-# Stack reserved at the top of RAM. Not a fact of the device (so not in the profile TOMLs) but a
-# choice of this firmware. The collar's published classifier used 9,550 B of stack, so 10 KB
-# leaves it a margin and 18 KB of its 28 KB for static data; the ear tag has RAM to spare.
-STACK_BYTES = {
-    "collar": 10 * 1024,
-    "eartag": 16 * 1024,
-}
 COMPILE_TIMEOUT_S = 120.0
 
 _OVERFLOW_RE = re.compile(r"region [`']?(\w+)'? overflowed by (\d+) bytes")
 
 
 def stack_bytes(target: TargetProfile) -> int:
-    """Stack reserved for `target`: the table above, else a quarter of RAM capped at 16 KB."""
-    if target.name in STACK_BYTES:
-        return STACK_BYTES[target.name]
-    return min(16 * 1024, target.ram_bytes // 4) // 8 * 8
+    """Stack reserved for `target`, from its profile ([budget] stack_bytes)."""
+    return target.stack_bytes
 
 
 def _profile(target: TargetProfile | str) -> TargetProfile:

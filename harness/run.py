@@ -83,7 +83,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                               options.port, options.timeout)
     results: list[WindowResult | None] = []
     deadline_misses = 0
-    started = time.monotonic()
+    seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
     with prepared.device as device, DeviceSession(device.url, options.timeout,
                                                   check_alive=device.check_alive) as session:
         info = session.info
@@ -92,6 +92,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
             rate = profile.sample_rate_hz if options.realtime else None
             t0 = time.monotonic()
             got = {r.index: r for r in session.stream(counts, rate, on_result=progress)}
+            seconds += time.monotonic() - t0
             for k in range((len(bout) - window) // hop + 1):
                 result = got.get(k)
                 results.append(result)
@@ -101,7 +102,6 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                     deadline_misses += 1
         stats = session.stats()
         link = asdict(session.link)
-    seconds = time.monotonic() - started
 
     int_reference = None
     if options.variant != "f32":

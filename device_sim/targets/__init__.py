@@ -35,6 +35,7 @@ class TargetProfile:
     renode_platform: str
     latency_share_of_hop: float
     cycles_per_instruction: float
+    stack_bytes: int  # reserved for the firmware's stack
     thresholds: dict[str, float]
 
     @property
@@ -72,4 +73,5 @@ def load_target(name: str) -> TargetProfile:
     raw = tomllib.loads(path.read_text())
     budget = raw.pop("budget")
     return TargetProfile(**raw, latency_share_of_hop=budget["latency_share_of_hop"],
-                         cycles_per_instruction=budget["cycles_per_instruction"])
+                         cycles_per_instruction=budget["cycles_per_instruction"],
+                         stack_bytes=budget["stack_bytes"])
