@@ -57,7 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "hil_target" in metafunc.fixturenames:
+    pinned = any("hil_target" in marker.args[0]
+                 for marker in metafunc.definition.iter_markers("parametrize"))
+    if "hil_target" in metafunc.fixturenames and not pinned:  # a test may pin its own target
         targets = [t.strip() for t in metafunc.config.getoption("--hil-target").split(",")]
         metafunc.parametrize("hil_target", targets, indirect=True, scope="session")
 

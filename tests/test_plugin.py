@@ -67,9 +67,8 @@ def test_one_test_per_selected_target(pytester):
 
 
 @pytest.mark.hil
-def test_a_run_attaches_its_figures_to_the_junit_xml(pytester, hil_run_dir, hil_target):
-    if hil_target.name != "eartag":
-        pytest.skip("one target is enough to check the XML")
+@pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
+def test_a_run_attaches_its_figures_to_the_junit_xml(pytester, hil_run_dir):
     pytester.makepyfile("""
         from harness.assertions import assert_int_exact
 
