@@ -16,6 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
+from device_sim.targets import load_target
 from models.pipeline import DataSource, Framing, ModelSizes, TrainOptions, quantize_run, train_run
 from models.training import TrainConfig
 
@@ -28,9 +29,10 @@ def main() -> None:
     parser.add_argument("--units", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/kd_seeds"))
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--target", default="eartag", help="sets the rate, window and hop")
     args = parser.parse_args()
 
-    framing = Framing(rate_hz=62.5, window=256, hop=64, target="eartag")
+    framing = Framing.of(load_target(args.target))
     rows = []
     for seed in args.seeds:
         recording = DataSource(path=args.data, units=args.units).load(framing.rate_hz, seed)

@@ -91,9 +91,9 @@ def _data_source(args: argparse.Namespace) -> DataSource:
 def _framing(args: argparse.Namespace):
     from models.pipeline import Framing
 
-    target = load_target(args.target)
-    return Framing(rate_hz=args.rate or target.sample_rate_hz, window=args.window or target.window,
-                   hop=args.hop or target.hop, target=target.name)
+    framing = Framing.of(load_target(args.target))
+    return Framing(rate_hz=args.rate or framing.rate_hz, window=args.window or framing.window,
+                   hop=args.hop or framing.hop, target=framing.target)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -170,27 +170,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     emulated ear tag and collar -> agreement tables."""
     from harness.agreement import format_report
     from harness.run import RunOptions, run_on_device
-    from models.pipeline import (
-        Framing,
-        ModelSizes,
-        TrainOptions,
-        export_run,
-        quantize_run,
-        train_run,
-    )
+    from models.pipeline import Framing, ModelSizes, TrainOptions, make_run
 
     summary = []
     for name in args.targets:
         target = load_target(name)
         out = args.out / name
-        framing = Framing(target.sample_rate_hz, target.window, target.hop, target.name)
+        framing = Framing.of(target)
         recording = DataSource().load(framing.rate_hz, seed=args.seed)
         print(f"\n=== {target.name}: {target.description}\nrecording: {recording.source}")
         sizes = ModelSizes(teacher_filters=(32, 64, 64))
         train = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-        metrics = train_run(recording, out, TrainOptions(framing, sizes, train))
-        quantized = quantize_run(out)
-        export = export_run(out)
+        metrics, quantized, export = make_run(recording, out, TrainOptions(framing, sizes, train))
         print(_model_table(metrics, quantized, export))
         for variant, windows in (("q16", args.max_windows), ("f32", args.float_windows)):
             report = run_on_device(out, RunOptions(target=name, backend=args.backend,

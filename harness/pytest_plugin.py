@@ -99,27 +99,16 @@ def hil_run_dir(request: pytest.FixtureRequest, hil_target, tmp_path_factory) ->
     given = request.config.getoption("--hil-run-dir")
     if given is not None:
         return given
-    from models.pipeline import (
-        DataSource,
-        Framing,
-        ModelSizes,
-        TrainOptions,
-        export_run,
-        quantize_run,
-        train_run,
-    )
+    from models.pipeline import DataSource, Framing, ModelSizes, TrainOptions, make_run
     from models.training import TrainConfig
 
     out = tmp_path_factory.mktemp(f"hil-{hil_target.name}")
-    framing = Framing(hil_target.sample_rate_hz, hil_target.window, hil_target.hop,
-                      hil_target.name)
+    framing = Framing.of(hil_target)
     recording = DataSource(synthetic_animals=4, synthetic_seconds=20.0,
                            synthetic_bouts=1).load(framing.rate_hz)
     sizes = ModelSizes(hidden=16, perceptron=16, head=8, teacher_filters=(8, 16, 16))
-    train_run(recording, out, TrainOptions(framing, sizes, TrainConfig(epochs=2,
-                                                                      progress=False)))
-    quantize_run(out)
-    export_run(out, check=False)
+    make_run(recording, out, TrainOptions(framing, sizes, TrainConfig(epochs=2, progress=False)),
+             check=False)
     return out
 
 

@@ -86,6 +86,11 @@ class Framing:
     hop: int
     target: str | None = None
 
+    @classmethod
+    def of(cls, target: Any) -> Framing:
+        """The framing of a target profile: its sensor rate, window and hop."""
+        return cls(target.sample_rate_hz, target.window, target.hop, target.name)
+
 
 @dataclass
 class DataSource:
@@ -342,3 +347,10 @@ def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -
     metrics = read_json(run_dir / "metrics.json")
     seconds = metrics.get("seconds", {}) | {"export": round(time.perf_counter() - started, 1)}
     return update_metrics(run_dir, export=results, seconds=seconds)["export"]
+
+
+def make_run(recording: Recording, out: Path, options: TrainOptions,
+             check: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """train, quantize and export in one go: (training metrics, quantized, export results)."""
+    metrics = train_run(recording, out, options)
+    return metrics, quantize_run(out), export_run(out, check=check)
