@@ -11,6 +11,18 @@
 
 #include "platform.h"
 
+uint32_t tag_irq_mask(void)
+{
+    uint32_t primask;
+    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
+    return primask;
+}
+
+void tag_irq_restore(uint32_t primask)
+{
+    __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
+}
+
 #ifdef TAG_COUNTER_DWT
 
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
@@ -90,30 +102,18 @@ void tag_counter_start(void)
     SYSTICK->CTRL = SYSTICK_CTRL_CLKSOURCE | SYSTICK_CTRL_TICKINT | SYSTICK_CTRL_ENABLE;
 }
 
-static uint32_t irq_save(void)
-{
-    uint32_t primask;
-    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
-    return primask;
-}
-
-static void irq_restore(uint32_t primask)
-{
-    __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
-}
-
 static uint64_t ticks_now(void)
 {
     /* With interrupts masked, a wrap that has happened but not been counted shows as a pending
      * SysTick exception; count it here and re-read VAL, which is then after the reload. */
-    uint32_t primask = irq_save();
+    uint32_t primask = tag_irq_mask();
     uint32_t wraps = tag_systick_wraps;
     uint32_t val = SYSTICK->VAL;
     if (SCB_ICSR & ICSR_PENDSTSET) {
         val = SYSTICK->VAL;
         wraps++;
     }
-    irq_restore(primask);
+    tag_irq_restore(primask);
     /* The wrap is signalled as VAL reaches 0, so 0 is the first tick of the next period. */
     uint32_t in_period = (SYSTICK_MAX - val + 1u) & SYSTICK_MAX;
     return ((uint64_t)wraps << 24) + in_period;
