@@ -24,6 +24,7 @@ import torch
 from fixtures.synthetic import synthetic_recording
 from harness.errors import HarnessError, RunDirectoryError, TooFewSamplesError
 from models.export import build_host, export_float, export_quantized, run_host
+from models.fixedpoint import activation_errors
 from models.metrics import classification_metrics, top1_agreement
 from models.quantize import (
     INPUT_FRAC,
@@ -299,7 +300,7 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
         }
     results["student"] = student
     results["float_param_bytes"] = 4 * count_parameters(model)
-    results["activation_errors"] = qmodel.describe()["activation_errors"]
+    results["activation_errors"] = activation_errors()
     metrics = read_json(run_dir / "metrics.json")
     seconds = metrics.get("seconds", {}) | {"quantize": round(time.perf_counter() - started, 1)}
     return update_metrics(run_dir, quantized=results, seconds=seconds)["quantized"]
@@ -314,6 +315,7 @@ def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -
     if not variants:
         raise RunDirectoryError(f"{run_dir / 'quantized'} holds no model: run `harness quantize`")
     test = heldout_windows(run_dir) if check else None
+    counts = counts_from_g(test.x) if test is not None else None
     results: dict[str, Any] = {}
     for description in variants:
         qmodel = load_quantized(description.parent)
@@ -321,7 +323,6 @@ def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -
         folder = export_quantized(qmodel, run_dir / "c" / name)
         results[name] = {"folder": str(folder.relative_to(run_dir))}
         if test is not None:
-            counts = counts_from_g(test.x)
             classes, logits = run_host(build_host(folder), counts, float_logits=False)
             reference = qmodel.run(counts)
             mismatched = np.flatnonzero((logits != reference).any(axis=1))
@@ -338,7 +339,6 @@ def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -
     folder = export_float(net, run_dir / "c" / "f32")
     results["f32"] = {"folder": str(folder.relative_to(run_dir))}
     if test is not None:
-        counts = counts_from_g(test.x)
         _, logits = run_host(build_host(folder), counts, float_logits=True)
         reference = predict_logits(model, as_device_input(test.x))
         results["f32"] |= {"windows": len(counts),
