@@ -17,13 +17,12 @@ from harness.agreement import DeviceRun, evaluate, thresholds
 from harness.errors import HarnessError
 from harness.session import DeviceSession, WindowResult
 from models.pipeline import (
-    as_device_input,
     load_model,
     load_recording_npz,
     read_json,
     write_json,
 )
-from models.quantize import counts_from_g, load_quantized
+from models.quantize import as_device_input, counts_from_g, load_quantized
 from models.recordings import Recording, make_windows
 from models.training import predict_logits
 

@@ -33,7 +33,6 @@ from device_sim.protocol import (
     FrameDecoder,
     LogitType,
     Message,
-    ProtocolError,
     decode_logits,
     encode_frame,
 )
@@ -308,12 +307,3 @@ class DeviceSession:
             logits = logits.astype(np.int64)
         return WindowResult(f["window_index"], f["class_index"], logits, f["latency"],
                             time.monotonic())
-
-def describe(info: DeviceInfo) -> str:
-    return (f"{info.target} running {info.model_variant} model {info.model_hash} (build "
-            f"{info.build_id}), window {info.window}/hop {info.hop} at {info.sample_rate_hz} Hz,"
-            f" latency in {info.counter_unit}")
-
-
-__all__ = ["DeviceError", "DeviceInfo", "DeviceSession", "LinkStats", "ProtocolError",
-           "WindowResult", "describe"]

@@ -27,10 +27,10 @@ from models.export import build_host, export_float, export_quantized, run_host
 from models.fixedpoint import activation_errors
 from models.metrics import classification_metrics, top1_agreement
 from models.quantize import (
-    INPUT_FRAC,
-    QFormat,
+    as_device_input,
     counts_from_g,
     fold_student,
+    g_from_counts,
     load_quantized,
     quantize,
     save_quantized,
@@ -159,10 +159,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def update_metrics(run_dir: Path, **sections: Any) -> dict[str, Any]:
+def update_metrics(run_dir: Path, step: str, seconds: float, **sections: Any) -> dict[str, Any]:
+    """Add a step's sections and its time (under `seconds`) to metrics.json."""
     path = run_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
     metrics.update(sections)
+    metrics["seconds"] = metrics.get("seconds", {}) | {step: round(seconds, 1)}
     write_json(path, metrics)
     return metrics
 
@@ -180,7 +182,7 @@ def load_recording_npz(path: Path) -> Recording:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return Recording(
-                accel_g=QFormat(16, INPUT_FRAC).to_float(npz["counts"]).astype(np.float32),
+                accel_g=g_from_counts(npz["counts"]),
                 labels=npz["labels"].astype(np.int64), bouts=npz["bouts"].astype(np.int64),
                 animals=npz["animals"].astype(object),
                 class_names=tuple(str(c) for c in npz["class_names"]),
@@ -211,11 +213,6 @@ def heldout_windows(run_dir: Path) -> Windows:
     config = read_json(run_dir / "config.json")["framing"]
     return make_windows(load_recording_npz(run_dir / "heldout.npz"), config["window"],
                         config["hop"])
-
-
-def as_device_input(x_g: np.ndarray) -> np.ndarray:
-    """Windows in g rounded to what the device receives (wire counts), back in g."""
-    return QFormat(16, INPUT_FRAC).to_float(counts_from_g(x_g)).astype(np.float32)
 
 
 # --- the three steps ------------------------------------------------------------------------
@@ -281,7 +278,7 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
     model = load_model(run_dir, student)
     net = fold_student(model, tuple(config["data"]["class_names"]), config["framing"]["window"])
     with np.load(run_dir / "calibration.npz", allow_pickle=False) as npz:
-        calibration_g = QFormat(16, INPUT_FRAC).to_float(npz["counts"])
+        calibration_g = g_from_counts(npz["counts"])
     test = heldout_windows(run_dir)
     counts = counts_from_g(test.x)
     float_logits = predict_logits(model, as_device_input(test.x))
@@ -301,9 +298,8 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
     results["student"] = student
     results["float_param_bytes"] = 4 * count_parameters(model)
     results["activation_errors"] = activation_errors()
-    metrics = read_json(run_dir / "metrics.json")
-    seconds = metrics.get("seconds", {}) | {"quantize": round(time.perf_counter() - started, 1)}
-    return update_metrics(run_dir, quantized=results, seconds=seconds)["quantized"]
+    return update_metrics(run_dir, "quantize", time.perf_counter() - started,
+                          quantized=results)["quantized"]
 
 
 def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -> dict[str, Any]:
@@ -344,9 +340,8 @@ def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -
         results["f32"] |= {"windows": len(counts),
                            "max_abs_logit_error": float(np.abs(logits - reference).max()),
                            "top1_agreement": top1_agreement(logits, reference)}
-    metrics = read_json(run_dir / "metrics.json")
-    seconds = metrics.get("seconds", {}) | {"export": round(time.perf_counter() - started, 1)}
-    return update_metrics(run_dir, export=results, seconds=seconds)["export"]
+    return update_metrics(run_dir, "export", time.perf_counter() - started,
+                          export=results)["export"]
 
 
 def make_run(recording: Recording, out: Path, options: TrainOptions,

@@ -44,6 +44,7 @@ from models.fixedpoint import (
 
 FORMAT_VERSION = "tag-dq/1"
 INPUT_FRAC = 12  # wire samples: int16 counts of 1/4096 g (the MPU9250 at +-8 g), full scale +-8 g
+WIRE_FORMAT = QFormat(16, INPUT_FRAC)
 AXES = 3
 GATES = ("r", "z", "n")  # PyTorch's order of the GRU gates
 PRE_ACTIVATIONS = ("r", "z", "in", "hn", "n")  # r, z: gate inputs; in, hn: the two halves of n
@@ -408,7 +409,17 @@ class QuantizedModel:
 
 def counts_from_g(x_g: np.ndarray) -> np.ndarray:
     """Windows in g as the int16 wire counts the device receives."""
-    return QFormat(16, INPUT_FRAC).quantize(x_g)
+    return WIRE_FORMAT.quantize(x_g)
+
+
+def g_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Wire counts back in g, float32."""
+    return WIRE_FORMAT.to_float(counts).astype(np.float32)
+
+
+def as_device_input(x_g: np.ndarray) -> np.ndarray:
+    """Windows in g rounded to what the device receives (wire counts), back in g."""
+    return g_from_counts(counts_from_g(x_g))
 
 
 def calibrate(net: FloatNet, x_g: np.ndarray, batch: int = 256) -> dict[str, float]:
@@ -424,10 +435,10 @@ def quantize(net: FloatNet, calibration_g: np.ndarray, word_bits: int) -> Quanti
     if word_bits not in (8, 16):
         raise QuantizationError(f"word length must be 8 or 16 bits, not {word_bits}")
     # Calibrate on what the device sees: samples already rounded to wire counts.
-    calibration_g = QFormat(16, INPUT_FRAC).to_float(counts_from_g(calibration_g))
+    calibration_g = as_device_input(calibration_g)
     peaks = calibrate(net, calibration_g)
     bits = word_bits
-    x_fmt = QFormat(16, INPUT_FRAC)  # pooling runs on the wire counts
+    x_fmt = WIRE_FORMAT  # pooling runs on the wire counts
     ops: list[Any] = []
     for op in net.ops:
         if isinstance(op, FloatPool):

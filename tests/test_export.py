@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from models.export import build_host, export_float, export_quantized, run_host
-from models.quantize import INPUT_FRAC, QFormat, fold_student, quantize
+from models.quantize import INPUT_FRAC, fold_student, g_from_counts, quantize
 
 # Float32 C against PyTorch (float32 too, other summation order): logits within this, absolute.
 FLOAT_TOLERANCE = 1e-4
@@ -84,7 +84,7 @@ def test_fixed_point_c_equals_reference_on_extreme_windows(builds, kind, variant
 def test_float_c_agrees_with_pytorch(builds, thousand_windows, kind):
     executable, student = builds[kind, "f32"]
     classes, logits = run_host(executable, thousand_windows, float_logits=True)
-    x_g = QFormat(16, INPUT_FRAC).to_float(thousand_windows).astype(np.float32)
+    x_g = g_from_counts(thousand_windows)
     with torch.no_grad():
         expected = student(torch.tensor(x_g)).numpy()
     assert np.abs(logits - expected).max() < FLOAT_TOLERANCE

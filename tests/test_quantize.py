@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from harness.errors import QuantizationError, RunDirectoryError
 from models import fixedpoint
-from models.fixedpoint import QFormat, align, choose_format
+from models.fixedpoint import align, choose_format
 from models.quantize import (
     INPUT_FRAC,
     FloatDense,
@@ -20,6 +20,7 @@ from models.quantize import (
     FloatNet,
     IntDense,
     IntGRU,
+    as_device_input,
     counts_from_g,
     fold_student,
     load_quantized,
@@ -72,7 +73,7 @@ def test_16_bit_model_tracks_the_float_model(tiny_students, kind, toy_windows_g)
     net = fold_student(tiny_students[kind], ("a", "b", "c"), toy_windows_g.shape[1])
     model = quantize(net, toy_windows_g, 16)  # in range everywhere: measures rounding alone
     int_logits = model.run(counts_from_g(toy_windows_g)) * 2.0**-model.logit_frac
-    float_logits = net.run(QFormat(16, INPUT_FRAC).to_float(counts_from_g(toy_windows_g)))
+    float_logits = net.run(as_device_input(toy_windows_g))
     spread = np.ptp(float_logits)
     assert np.abs(int_logits - float_logits).max() < 0.02 * spread
     assert np.mean(int_logits.argmax(1) == float_logits.argmax(1)) >= 0.97
