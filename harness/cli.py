@@ -96,28 +96,127 @@ def _framing(args: argparse.Namespace):
                    hop=args.hop or framing.hop, target=framing.target)
 
 
+def _add_model_options(parser: argparse.ArgumentParser,
+                       teacher_filters: tuple[int, ...] = (64, 128, 128)) -> None:
+    model = parser.add_argument_group("models")
+    model.add_argument("--student", choices=["gru_mlp", "mlp"], default="gru_mlp")
+    model.add_argument("--hidden", type=int, default=64, help="GRU hidden units")
+    model.add_argument("--perceptron", type=int, default=64, help="input perceptron width")
+    model.add_argument("--head", type=int, default=32, help="MLP head width of the GRU-MLP")
+    model.add_argument("--mlp-pool", type=int, default=8)
+    model.add_argument("--mlp-hidden", type=_int_tuple, default=(64, 32), metavar="N,N")
+    model.add_argument("--teacher-filters", type=_int_tuple, default=teacher_filters,
+                       metavar="N,N,N")
+    kd = parser.add_argument_group("training and distillation")
+    kd.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size)
+    kd.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr)
+    kd.add_argument("--temperature", type=float, default=TRAIN_DEFAULTS.temperature)
+    kd.add_argument("--alpha", type=float, default=TRAIN_DEFAULTS.alpha,
+                    help="weight of the distillation term")
+    kd.add_argument("--feature-weight", type=float, default=TRAIN_DEFAULTS.feature_weight,
+                    help="weight of the stage-feature term of multi-level KD")
+    kd.add_argument("--no-class-weights", action="store_true",
+                    help="plain cross-entropy instead of inverse-frequency class weights")
+    kd.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _model_sizes(args: argparse.Namespace):
+    from models.pipeline import ModelSizes
+
+    return ModelSizes(student=args.student, hidden=args.hidden, perceptron=args.perceptron,
+                      head=args.head, mlp_pool=args.mlp_pool, mlp_hidden=args.mlp_hidden,
+                      teacher_filters=args.teacher_filters)
+
+
+def _train_config(args: argparse.Namespace, **early_stopping: float) -> TrainConfig:
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, class_weights=not args.no_class_weights,
+                       temperature=args.temperature, alpha=args.alpha,
+                       feature_weight=args.feature_weight, progress=not args.quiet,
+                       **early_stopping)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.pipeline import ModelSizes, TrainOptions, train_run
+    from models.pipeline import TrainOptions, train_run
 
     framing = _framing(args)
     recording = _data_source(args).load(framing.rate_hz, seed=args.seed)
     print(f"recording: {recording.source}, {len(recording)} samples at {recording.rate_hz} Hz",
           file=sys.stderr)
-    sizes = ModelSizes(student=args.student, hidden=args.hidden, perceptron=args.perceptron,
-                       head=args.head, mlp_pool=args.mlp_pool, mlp_hidden=args.mlp_hidden,
-                       teacher_filters=args.teacher_filters)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, temperature=args.temperature, alpha=args.alpha,
-                        progress=not args.quiet)
-    options = TrainOptions(framing, sizes, train, held_out=args.held_out,
-                           held_out_fraction=args.held_out_fraction)
+    options = TrainOptions(framing, _model_sizes(args), _train_config(args),
+                           held_out=args.held_out, held_out_fraction=args.held_out_fraction,
+                           multi_level=args.multi_level)
     metrics = train_run(recording, args.out, options)
-    for name in ("teacher", "student_kd", "student_no_kd"):
+    for name in ("teacher", "student_kd", "student_no_kd", "student_mlkd"):
+        if name not in metrics:
+            continue
         m = metrics[name]
         print(f"{name:14s} accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
               f"MCC {m['mcc']:.3f}")
     print(f"held-out animals: {', '.join(metrics['data']['held_out_animals'])}; "
           f"run directory: {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from models.crossval import (
+        EvaluationOptions,
+        describe,
+        leave_one_animal_out,
+        merge_rare_classes,
+        model_keys,
+    )
+
+    framing = _framing(args)
+    recording = _data_source(args).load(framing.rate_hz, seed=args.seed)
+    if args.merge_rare:
+        recording = merge_rare_classes(recording, args.merge_rare, args.other_name)
+    animals = sorted(set(recording.animals.tolist()))
+    folds = args.folds or tuple(animals[:args.max_folds] if args.max_folds else animals)
+    print(f"recording: {recording.source}; classes {', '.join(recording.class_names)}; "
+          f"{len(animals)} animals; folds: {', '.join(folds)}", file=sys.stderr)
+    train = _train_config(args, val_fraction=args.val_fraction, patience=args.patience)
+    options = EvaluationOptions(framing, _model_sizes(args), train, students=args.students,
+                                multi_level=not args.no_multi_level, train_hop=args.train_hop,
+                                folds=folds)
+
+    def on_fold(fold: dict) -> None:
+        scores = "  ".join(f"{key} {fold['models'][key]['mcc']:.3f}"
+                           for key in ("teacher", f"{args.students[0]}/student_kd"))
+        print(f"fold {fold['animal']}: MCC {scores}  ({fold['seconds']:.0f} s)", file=sys.stderr)
+
+    evaluation = leave_one_animal_out(recording, args.out, options, on_fold)
+    print(f"{len(evaluation['folds'])} folds: {', '.join(evaluation['folds'])}")
+    print(f"{'model':28s} {'accuracy':>15s} {'macro-F1':>15s} {'MCC':>15s}")
+    for key in model_keys(tuple(args.students), options.multi_level, options.word_lengths):
+        row = evaluation["summary"][key]
+        cells = " ".join(f"{row[m]['mean']:7.3f} ± {row[m]['std']:.3f}"
+                         for m in ("accuracy", "macro_f1", "mcc"))
+        print(f"{describe(key):28s} {cells}")
+    print(f"evaluation: {args.out / 'evaluation.json'}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from harness.report import targets_markdown
+    from harness.targets import targets_table
+
+    def progress(report: dict) -> None:
+        print(f"{report['target']:7s} {report['backend']:7s} {report['variant']:4s} "
+              f"{report['latency']['p50']:>12,} {report['latency']['unit']}", file=sys.stderr)
+
+    table = targets_table(args.directory, args.fold, variants=args.variants,
+                          max_windows=args.max_windows, float_windows=args.float_windows,
+                          on_report=progress)
+    print(targets_markdown(table))
+    print(f"targets: {args.directory / 'targets.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    print(f"report: {write_report(args.directory, args.out)}")
     return 0
 
 
@@ -238,23 +337,64 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--held-out", type=_str_tuple, metavar="ID,ID",
                        help="animals to evaluate on (default: a seeded quarter of them)")
     train.add_argument("--held-out-fraction", type=float, default=0.25)
-    model = train.add_argument_group("models")
-    model.add_argument("--student", choices=["gru_mlp", "mlp"], default="gru_mlp")
-    model.add_argument("--hidden", type=int, default=64, help="GRU hidden units")
-    model.add_argument("--perceptron", type=int, default=64, help="input perceptron width")
-    model.add_argument("--head", type=int, default=32, help="MLP head width of the GRU-MLP")
-    model.add_argument("--mlp-pool", type=int, default=8)
-    model.add_argument("--mlp-hidden", type=_int_tuple, default=(64, 32), metavar="N,N")
-    model.add_argument("--teacher-filters", type=_int_tuple, default=(64, 128, 128),
-                       metavar="N,N,N")
-    kd = train.add_argument_group("training and distillation")
-    kd.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size)
-    kd.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr)
-    kd.add_argument("--temperature", type=float, default=TRAIN_DEFAULTS.temperature)
-    kd.add_argument("--alpha", type=float, default=TRAIN_DEFAULTS.alpha,
-                    help="weight of the distillation term")
-    kd.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_model_options(train)
+    train.add_argument("--multi-level", action="store_true",
+                       help="also train a student by multi-level (stage-feature) KD")
     train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="leave-one-animal-out: the model pipeline once per held-out animal")
+    _add_data_options(evaluate)
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR")
+    evaluate.add_argument("--target", choices=target_names(), default="eartag",
+                          help="sets the sample rate, window and hop (default: eartag)")
+    evaluate.add_argument("--rate", type=float, metavar="HZ", help="override the target's rate")
+    evaluate.add_argument("--window", type=int, help="override the target's window (samples)")
+    evaluate.add_argument("--hop", type=int, help="override the target's hop (samples)")
+    evaluate.add_argument("--train-hop", type=int, default=256, metavar="SAMPLES",
+                          help="hop between training windows (default 256: no overlap); "
+                               "held-out windows keep the target's hop")
+    evaluate.add_argument("--folds", type=_str_tuple, metavar="ID,ID",
+                          help="hold out only these animals, one fold each")
+    evaluate.add_argument("--max-folds", type=int, metavar="N",
+                          help="only the first N animals (in sorted order)")
+    evaluate.add_argument("--students", type=_str_tuple, default=("gru_mlp", "mlp"),
+                          metavar="KIND,KIND", help="student kinds (default gru_mlp,mlp)")
+    evaluate.add_argument("--no-multi-level", action="store_true",
+                          help="skip the multi-level KD students")
+    evaluate.add_argument("--merge-rare", type=float, metavar="FRACTION",
+                          help="merge classes under this fraction of the samples into one")
+    evaluate.add_argument("--other-name", default="other",
+                          help="name of the merged class (default: other)")
+    evaluate.add_argument("--epochs", type=int, default=25, help="at most this many epochs")
+    evaluate.add_argument("--patience", type=int, default=5,
+                          help="early stopping after this many epochs without progress")
+    evaluate.add_argument("--val-fraction", type=float, default=0.15,
+                          help="training windows set aside to choose the epoch")
+    evaluate.add_argument("--seed", type=int, default=0)
+    _add_model_options(evaluate, teacher_filters=(32, 64, 64))
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    targets = commands.add_parser(
+        "targets", help="the same students on the host, the ear tag and the collar")
+    targets.add_argument("directory", type=Path, metavar="DIR",
+                         help="an evaluation directory (harness evaluate) or a run directory")
+    targets.add_argument("--fold", metavar="ID", help="the fold whose models run (default: "
+                                                     "the first finished)")
+    targets.add_argument("--variants", type=_str_tuple, default=("q16", "q8", "f32"),
+                         metavar="V,V")
+    targets.add_argument("--max-windows", type=int, default=64,
+                         help="held-out windows streamed through fixed-point firmware")
+    targets.add_argument("--float-windows", type=int, default=8,
+                         help="windows for float32 firmware (slow on the collar)")
+    targets.set_defaults(func=cmd_targets)
+
+    report = commands.add_parser("report", help="an evaluation as Markdown with PNG plots")
+    report.add_argument("directory", type=Path, metavar="DIR",
+                        help="an evaluation directory (harness evaluate)")
+    report.add_argument("--out", type=Path, metavar="FOLDER",
+                        help="where report.md and the plots go (default DIR/report)")
+    report.set_defaults(func=cmd_report)
 
     quantize = commands.add_parser("quantize", help="dynamic fixed-point quantization")
     quantize.add_argument("run_dir", type=Path, metavar="RUN_DIR")

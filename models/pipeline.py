@@ -1,7 +1,7 @@
 """The model pipeline's three steps, each reading and writing one run directory.
 
     harness train     -> config.json, teacher.pt, student_kd.pt, student_no_kd.pt,
-                         heldout.npz, calibration.npz, metrics.json
+                         [student_mlkd.pt], heldout.npz, calibration.npz, metrics.json
     harness quantize  -> quantized/q16/{model.json, weights.npz}, quantized/q8/..., metrics.json
     harness export    -> c/q16/, c/q8/, c/f32/ (C99 sources), metrics.json
 
@@ -51,6 +51,7 @@ from models.training import TrainConfig, predict_logits, train_classifier
 CALIBRATION_WINDOWS = 512
 WORD_LENGTHS = (16, 8)
 STUDENTS = ("student_kd", "student_no_kd")
+MULTI_LEVEL_STUDENT = "student_mlkd"  # trained only with TrainOptions.multi_level
 
 
 @dataclass
@@ -135,6 +136,10 @@ class TrainOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
     held_out: tuple[str, ...] | None = None
     held_out_fraction: float = 0.25
+    multi_level: bool = False  # also train a student by multi-level (stage-feature) KD
+    # Hop between training windows (default: the framing's). A wider hop trains on fewer,
+    # less overlapping windows, which is cheaper; held-out windows keep the device's hop.
+    train_hop: int | None = None
 
 
 # --- run directory files --------------------------------------------------------------------
@@ -217,11 +222,16 @@ def heldout_windows(run_dir: Path) -> Windows:
 
 # --- the three steps ------------------------------------------------------------------------
 
-def train_run(recording: Recording, out: Path, options: TrainOptions) -> dict[str, Any]:
-    """Train the teacher and the student with and without KD; evaluate on held-out animals."""
+def train_run(recording: Recording, out: Path, options: TrainOptions,
+              teacher: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Train the teacher and the students with and without KD; evaluate on held-out animals.
+
+    A `teacher` already trained on the same training animals is used as it is (the
+    leave-one-animal-out evaluation shares one between the students of a fold).
+    """
     started = time.perf_counter()
     framing = options.framing
-    windows = make_windows(recording, framing.window, framing.hop)
+    windows = make_windows(recording, framing.window, options.train_hop or framing.hop)
     train, _, held_out = split_by_animal(windows, options.held_out, options.held_out_fraction,
                                          options.train.seed)
     heldout_rec = _subset(recording, np.isin(recording.animals, held_out))
@@ -233,20 +243,32 @@ def train_run(recording: Recording, out: Path, options: TrainOptions) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     x_train, x_test = as_device_input(train.x), as_device_input(test.x)
 
-    configs = {"teacher": options.sizes.teacher_config(n_classes)}
-    configs |= dict.fromkeys(STUDENTS, options.sizes.student_config(n_classes, framing.window))
+    # (name, teacher to distil from, multi-level); KD and no-KD students start from one seed.
+    plan = [("teacher", None, False), ("student_kd", "teacher", False),
+            ("student_no_kd", None, False)]
+    if options.multi_level:
+        plan.append((MULTI_LEVEL_STUDENT, "teacher", True))
+    configs = {"teacher": teacher.config if teacher is not None
+               else options.sizes.teacher_config(n_classes)}
+    configs |= dict.fromkeys([name for name, _, _ in plan[1:]],
+                             options.sizes.student_config(n_classes, framing.window))
     metrics: dict[str, Any] = {}
     models: dict[str, torch.nn.Module] = {}
-    for name, teacher in (("teacher", None), ("student_kd", "teacher"), ("student_no_kd", None)):
-        model = build_model(configs[name], seed=options.train.seed)  # KD and no-KD start alike
-        history = train_classifier(model, x_train, train.y, n_classes, options.train,
-                                   teacher=models.get(teacher) if teacher else None,
-                                   description=name)
+    for name, distil_from, multi_level in plan:
+        model_started = time.perf_counter()
+        if name == "teacher" and teacher is not None:
+            model, history = teacher, {"best_epoch": None, "shared": True}
+        else:
+            model = build_model(configs[name], seed=options.train.seed)
+            history = train_classifier(model, x_train, train.y, n_classes, options.train,
+                                       teacher=models.get(distil_from) if distil_from else None,
+                                       multi_level=multi_level, description=name)
         models[name] = model.eval()
         torch.save(model.state_dict(), out / f"{name}.pt")
         predicted = predict_logits(model, x_test).argmax(axis=1)
         metrics[name] = classification_metrics(test.y, predicted, n_classes) | {
-            "parameters": count_parameters(model), "best_epoch": history.get("best_epoch")}
+            "parameters": count_parameters(model), "best_epoch": history.get("best_epoch"),
+            "seconds": round(time.perf_counter() - model_started, 1)}
 
     save_recording(out / "heldout.npz", heldout_rec)
     rng = np.random.default_rng(options.train.seed)
@@ -261,7 +283,9 @@ def train_run(recording: Recording, out: Path, options: TrainOptions) -> dict[st
                  "train_windows": len(train), "held_out_windows": len(test)},
         "framing": dataclasses.asdict(framing),
         "models": configs,
-        "training": dataclasses.asdict(options.train),
+        "training": dataclasses.asdict(options.train) | {
+            "multi_level": options.multi_level,
+            "train_hop": options.train_hop or framing.hop, "teacher_shared": teacher is not None},
     }
     write_json(out / "config.json", config)
     metrics["data"] = config["data"]
@@ -292,8 +316,8 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
         results[str(bits)] = {
             "top1_agreement": top1_agreement(int_logits, float_logits),
             "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "mcc": scores["mcc"],
-            "param_bytes": qmodel.param_bytes, "model_hash": qmodel.model_hash,
-            "windows": len(test),
+            "confusion": scores["confusion"], "param_bytes": qmodel.param_bytes,
+            "model_hash": qmodel.model_hash, "windows": len(test),
         }
     results["student"] = student
     results["float_param_bytes"] = 4 * count_parameters(model)

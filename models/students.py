@@ -66,8 +66,12 @@ class GRUMLPStudent(_Normalised):
         _, h_last = self.gru(p)              # (1, B, hidden): one layer, one direction
         return h_last[0]                     # (B, hidden)
 
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the hidden state: (B, hidden) -> (B, n_classes)."""
+        return _run_mlp(self.mlp, h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_mlp(self.mlp, self.hidden_state(x))  # (B, n_classes)
+        return self.classify(self.hidden_state(x))  # (B, n_classes)
 
 
 class MLPStudent(_Normalised):
@@ -101,8 +105,12 @@ class MLPStudent(_Normalised):
         """Output of the last hidden layer, after its ReLU, (B, hidden[-1])."""
         return _run_mlp(self.mlp[:-1], self._pooled(x), relu_after_last=True)
 
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the hidden state: (B, hidden[-1]) -> (B, n_classes)."""
+        return self.mlp[-1](h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp[-1](self.hidden_state(x))  # (B, n_classes)
+        return self.classify(self.hidden_state(x))  # (B, n_classes)
 
 
 _KINDS: dict[str, type[nn.Module]] = {

@@ -93,7 +93,12 @@ class ResNetTeacher(nn.Module):
             features.append(h)
         return features
 
+    def hidden_state(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's features averaged over time (global average pooling), (B, F)."""
+        return self.stage_features(x)[-1].mean(dim=2)  # (B, filters[-1], L) -> (B, filters[-1])
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h)  # (B, n_classes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stage_features(x)[-1]  # (B, filters[-1], L)
-        pooled = h.mean(dim=2)          # (B, filters[-1]): global average pooling over time
-        return self.head(pooled)        # (B, n_classes)
+        return self.classify(self.hidden_state(x))

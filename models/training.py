@@ -8,6 +8,13 @@ softened by a temperature T, blended with the ordinary cross-entropy on the labe
 
 The T^2 keeps the soft term's gradients on the same scale as the hard term's when T changes.
 
+Multi-level KD adds the teacher's intermediate representations, in the manner of stage-wise
+(stage-logits) distillation for activity recognition: each residual stage's features, averaged
+over time and standardised, are regressed from the student's hidden state through a small linear
+projection per stage, which is trained with the student and then thrown away:
+
+    loss += beta * mean over stages s of MSE(P_s(h_student), standardise(mean_t f_s(teacher)))
+
 Everything here takes plain numpy windows x (N, L, 3) float32 in g and labels y (N,) int.
 """
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +45,7 @@ class TrainConfig:
     # Weight of the soft (KD) term; 1 - alpha on the hard-label CE. 0.5 after a sweep on the
     # synthetic recording (benchmarks/kd_seeds.py): 0.7 left the GRU student below its no-KD twin.
     alpha: float = 0.5
+    feature_weight: float = 1.0  # beta: weight of the stage-feature term of multi-level KD
     progress: bool = True  # one tqdm bar over the epochs, loss in its postfix
     val_fraction: float = 0.0  # hold out this fraction of the windows (at random) to validate
     patience: int = 0  # early stopping after this many epochs without a better validation loss
@@ -87,6 +96,39 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * t * t * soft + (1.0 - alpha) * hard
 
 
+class StageProjections(nn.Module):
+    """One linear map per teacher stage, from the student's hidden state (B, width) to that
+    stage's time-averaged features (B, filters[s]). Training only: the tag never runs it."""
+
+    def __init__(self, student_width: int, stage_widths: Sequence[int]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(student_width, w) for w in stage_widths)
+
+    def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
+        return [head(h) for head in self.heads]
+
+
+@torch.no_grad()
+def stage_targets(teacher: nn.Module, x: np.ndarray, batch_size: int = 256) -> list[torch.Tensor]:
+    """Each teacher stage's features averaged over time, (N, filters[s]), standardised per
+    channel over the N windows so that every stage weighs alike in the loss."""
+    was_training = teacher.training
+    teacher.eval()
+    xs = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    try:
+        chunks = [[f.mean(dim=2) for f in teacher.stage_features(xs[i:i + batch_size])]
+                  for i in range(0, len(xs), batch_size)]  # per batch: (b, filters[s]) per stage
+    finally:
+        teacher.train(was_training)
+    stages = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
+    return [(f - f.mean(dim=0)) / f.std(dim=0).clamp_min(1e-6) for f in stages]
+
+
+def stage_loss(projected: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over stages of the mean squared error between projection and teacher feature."""
+    return torch.stack([F.mse_loss(p, t) for p, t in zip(projected, targets, strict=True)]).mean()
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Logits (N, C) float32 in eval mode; the model's train/eval mode is restored afterwards."""
@@ -103,19 +145,25 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                 y: torch.Tensor, teacher_logits: torch.Tensor | None, order: torch.Tensor,
-                 config: TrainConfig, weights: torch.Tensor | None) -> float:
+                 y: torch.Tensor, order: torch.Tensor, config: TrainConfig,
+                 weights: torch.Tensor | None, teacher_logits: torch.Tensor | None = None,
+                 stages: list[torch.Tensor] | None = None,
+                 projections: StageProjections | None = None) -> float:
     """One pass over the windows in `order`, in mini-batches; returns the mean loss."""
     model.train()
     total = 0.0
     for start in range(0, len(order), config.batch_size):
         batch = order[start:start + config.batch_size]
-        logits = model(x[batch])  # (b, C)
+        h = model.hidden_state(x[batch])  # (b, width)
+        logits = model.classify(h)        # (b, C)
         if teacher_logits is None:
             loss = F.cross_entropy(logits, y[batch], weight=weights)
         else:
             loss = distillation_loss(logits, teacher_logits[batch], y[batch],
                                      config.temperature, config.alpha, weights)
+        if projections is not None:
+            loss = loss + config.feature_weight * stage_loss(
+                projections(h), [s[batch] for s in stages])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -125,8 +173,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
 
 def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int,
                      config: TrainConfig, teacher: nn.Module | None = None,
-                     description: str = "") -> dict[str, Any]:
-    """Train `model` in place with Adam; with a teacher, by distillation. Returns the history.
+                     multi_level: bool = False, description: str = "") -> dict[str, Any]:
+    """Train `model` in place with Adam; with a teacher, by distillation (of the logits, and with
+    `multi_level` of the stage features too). Returns the history.
 
     History: `train_loss` per epoch (mean over windows), `val_loss` and `val_accuracy` per epoch
     when validating, `epochs_run`, `stopped_early`, and `best_epoch`: the 1-based epoch whose
@@ -142,6 +191,8 @@ def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: 
                          f"{len(y)} labels")
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    if multi_level and teacher is None:
+        raise ValueError("multi-level distillation needs a teacher")
 
     # Optional validation split, at random (windows of one animal overlap, so this is only
     # good for choosing an epoch; evaluation proper is by held-out animal).
@@ -160,9 +211,16 @@ def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: 
     teacher_logits = (torch.from_numpy(predict_logits(teacher, x_train))
                       if teacher is not None else None)
     x_train_t = torch.from_numpy(x_train)
+    stages = stage_targets(teacher, x_train) if multi_level else None
+    projections = None
+    parameters = list(model.parameters())
+    if stages is not None:
+        with torch.no_grad():
+            width = model.hidden_state(x_train_t[:1]).shape[1]
+        projections = StageProjections(width, [s.shape[1] for s in stages])
+        parameters += list(projections.parameters())
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     history: dict[str, Any] = {"train_loss": []}
     if n_val:
         history |= {"val_loss": [], "val_accuracy": []}
@@ -173,8 +231,8 @@ def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: 
                disable=not config.progress)
     for epoch in bar:
         order = torch.from_numpy(rng.permutation(len(x_train_t)))  # a fresh shuffle each epoch
-        loss = _train_epoch(model, optimizer, x_train_t, y_train, teacher_logits, order,
-                            config, weights)
+        loss = _train_epoch(model, optimizer, x_train_t, y_train, order, config, weights,
+                            teacher_logits, stages, projections)
         history["train_loss"].append(loss)
         postfix = {"loss": f"{loss:.4f}"}
 

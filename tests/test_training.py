@@ -20,6 +20,7 @@ from models.training import (
     fit_normalization,
     inverse_frequency_weights,
     predict_logits,
+    stage_targets,
     train_classifier,
 )
 
@@ -287,3 +288,47 @@ def test_predict_logits_handles_any_batch_size_and_restores_the_mode():
                                atol=1e-6)
     assert model.training
     assert predict_logits(model, x[:0]).shape == (0, 2)
+
+
+def test_stage_targets_are_standardised_time_means_of_each_teacher_stage(toy):
+    (x, _), _ = toy
+    teacher = ResNetTeacher(2, filters=(4, 8, 6)).eval()
+    targets = stage_targets(teacher, x[:100], batch_size=32)  # batches must not matter
+    assert [t.shape for t in targets] == [(100, 4), (100, 8), (100, 6)]
+    for t in targets:
+        assert torch.allclose(t.mean(dim=0), torch.zeros(t.shape[1]), atol=1e-5)
+        assert torch.allclose(t.std(dim=0), torch.ones(t.shape[1]), atol=1e-4)
+    with torch.no_grad():
+        last = teacher.stage_features(torch.from_numpy(x[:100]))[-1].mean(dim=2)
+    expected = (last - last.mean(dim=0)) / last.std(dim=0)
+    assert torch.allclose(targets[-1], expected, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", [GRU, MLP], ids=["gru_mlp", "mlp"])
+def test_multi_level_kd_moves_the_student_only_through_the_feature_term(toy, student):
+    (x, y), _ = toy
+    teacher = ResNetTeacher(2, filters=(4, 8, 8)).eval()
+    train_classifier(teacher, x[:128], y[:128], 2, TrainConfig(epochs=1, progress=False))
+
+    def distilled(multi_level: bool, feature_weight: float) -> torch.nn.Module:
+        model = build_model(student, seed=0)
+        config = TrainConfig(epochs=2, batch_size=32, feature_weight=feature_weight,
+                             progress=False)
+        train_classifier(model, x[:128], y[:128], 2, config, teacher=teacher,
+                         multi_level=multi_level)
+        return model
+
+    logit_only = distilled(False, 1.0).state_dict()
+    weightless = distilled(True, 0.0).state_dict()
+    multi_level = distilled(True, 1.0).state_dict()
+    # The projections are training scaffolding: the student's weights are all it keeps.
+    assert multi_level.keys() == logit_only.keys()
+    assert all(torch.equal(weightless[k], logit_only[k]) for k in logit_only)
+    assert not all(torch.equal(multi_level[k], logit_only[k]) for k in logit_only)
+
+
+def test_multi_level_kd_without_a_teacher_is_refused(toy):
+    (x, y), _ = toy
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train_classifier(build_model(MLP), x[:32], y[:32], 2, FAST, multi_level=True)

@@ -1,0 +1,154 @@
+"""The same students on heterogeneous targets: host CPU, emulated ear tag, emulated collar.
+
+    harness targets DIR    (an evaluation directory or a single run directory)
+
+Every row comes from an actual `harness run` of the device pipeline: firmware built for the
+target, the held-out recording streamed through it, the agreement checked. The host row runs
+the same application natively (its counter is host nanoseconds); the tags run under QEMU (their
+counter is instructions).
+
+A model trained for one target runs on another of the same window and hop through a
+*retargeted* copy of its run directory: the same weights and C, the held-out recording
+resampled to the other sensor's rate, and `config.json` saying where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device_sim.firmware_build import VARIANTS, FramingMismatchError
+from device_sim.targets import TargetProfile, load_target
+from harness.errors import RunDirectoryError
+from harness.run import RunOptions, run_on_device
+from models.pipeline import (
+    Framing,
+    export_run,
+    load_recording_npz,
+    read_json,
+    save_recording,
+    write_json,
+)
+from models.recordings import resample
+
+RUN_FILES = ("metrics.json", "calibration.npz")
+RUN_FOLDERS = ("quantized", "c")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One column of the comparison: a backend running a target's firmware."""
+
+    name: str
+    backend: str
+    target: str
+
+
+DEVICES = (Device("host CPU", "native", "eartag"), Device("ear tag (QEMU)", "qemu", "eartag"),
+           Device("collar (QEMU)", "qemu", "collar"))
+
+
+def retarget(run_dir: Path, profile: TargetProfile) -> Path:
+    """`run_dir` itself if it is framed for `profile`, else a copy framed for it, under
+    RUN_DIR/retargeted/<target>/: same weights and C, held-out recording resampled."""
+    config = read_json(run_dir / "config.json")
+    framing = config["framing"]
+    wanted = Framing.of(profile)
+    if framing["rate_hz"] == wanted.rate_hz and framing["window"] == wanted.window \
+            and framing["hop"] == wanted.hop:
+        return run_dir
+    if framing["window"] != wanted.window:
+        raise FramingMismatchError(
+            f"{run_dir} takes windows of {framing['window']} samples, target {profile.name!r} "
+            f"{wanted.window}: the model cannot run there; train a run for it")
+    out = run_dir / "retargeted" / profile.name
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy2(run_dir / name, out / name)
+    for name in RUN_FOLDERS:
+        shutil.copytree(run_dir / name, out / name, dirs_exist_ok=True)
+    for checkpoint in run_dir.glob("*.pt"):
+        shutil.copy2(checkpoint, out / checkpoint.name)
+    heldout = resample(load_recording_npz(run_dir / "heldout.npz"), wanted.rate_hz)
+    save_recording(out / "heldout.npz", heldout)
+    write_json(out / "config.json", config | {"framing": dataclasses.asdict(wanted),
+                                              "retargeted_from": framing})
+    return out
+
+
+def compare_targets(run_dir: Path, variants: tuple[str, ...] = VARIANTS,
+                    devices: tuple[Device, ...] = DEVICES, max_windows: int = 64,
+                    float_windows: int = 8,
+                    on_report: Callable[[dict[str, Any]], None] | None = None
+                    ) -> list[dict[str, Any]]:
+    """Run each variant of the run's student on each device; one table row per run.
+
+    Fixed point streams `max_windows` held-out windows, float32 `float_windows` (software float
+    on the collar costs about a second of QEMU per window). Exports the C first if needed.
+    """
+    if not (run_dir / "c").is_dir():
+        export_run(run_dir)
+    rows = []
+    for variant in variants:
+        for device in devices:
+            profile = load_target(device.target)
+            target_dir = retarget(run_dir, profile)
+            windows = float_windows if variant == "f32" else max_windows
+            report = run_on_device(target_dir, RunOptions(
+                target=device.target, backend=device.backend, variant=variant,
+                max_windows=windows))
+            if on_report:
+                on_report(report)
+            rows.append(_row(device, profile, report))
+    return rows
+
+
+def _row(device: Device, profile: TargetProfile, report: dict[str, Any]) -> dict[str, Any]:
+    latency, memory = report["latency"], report["memory"]
+    row = {
+        "device": device.name, "backend": device.backend, "target": device.target,
+        "variant": report["variant"], "windows": report["windows"],
+        "latency_unit": latency["unit"], "latency_p50": latency["p50"],
+        "latency_max": latency["max"], "deadline": latency["deadline"],
+        "flash": memory["flash"], "ram_static": memory["ram_static"],
+        "stack_peak": memory["stack_peak"], "flash_limit": profile.flash_bytes,
+        "ram_limit": profile.ram_bytes, "int_exact_fraction": report["int_exact_fraction"],
+        "float_top1_agreement": report["float_top1_agreement"], "passed": report["passed"],
+        "failures": report["failures"], "report": report["path"],
+    }
+    if latency["deadline"] is not None:
+        row["share_of_deadline"] = latency["max"] / latency["deadline"]
+    else:  # host nanoseconds against the hop in wall-clock time: can the host keep up?
+        row["deadline"] = int(profile.hop_seconds * 1e9)
+        row["share_of_deadline"] = latency["max"] / row["deadline"]
+    row["deadline_holds"] = row["share_of_deadline"] <= 1.0
+    return row
+
+
+def student_runs(directory: Path, fold: str | None = None) -> tuple[str | None,
+                                                                  dict[str, Path]]:
+    """(fold, {student kind: run directory}) to compare: one fold of an evaluation (the given
+    one, or the first finished), or (None, {kind: directory}) for a single run directory."""
+    if (directory / "config.json").exists():
+        kind = read_json(directory / "config.json")["models"]["student_kd"]["kind"]
+        return None, {kind: directory}
+    evaluation = read_json(directory / "evaluation.json")
+    fold = fold or evaluation["folds"][0]
+    if fold not in evaluation["folds"]:
+        raise RunDirectoryError(f"{directory} has no finished fold {fold!r}; its folds are "
+                                f"{', '.join(evaluation['folds'])}")
+    return fold, {kind: directory / "folds" / fold / kind for kind in evaluation["students"]}
+
+
+def targets_table(directory: Path, fold: str | None = None, **options: Any) -> dict[str, Any]:
+    """compare_targets for every student of `directory`; written to DIR/targets.json."""
+    fold, runs = student_runs(directory, fold)
+    rows = [{"student": kind} | row for kind, run_dir in runs.items()
+            for row in compare_targets(run_dir, **options)]
+    table = {"fold": fold, "rows": rows}
+    write_json(directory / "targets.json", table)
+    return table

@@ -1,0 +1,236 @@
+"""Leave-one-animal-out (LOAO) evaluation: the whole model pipeline once per held-out animal.
+
+    OUT/folds/<animal>/<student>/   one run directory per student kind (README, "Run
+                                    directory"); the students of a fold share its teacher
+    OUT/folds/<animal>/fold.json    the fold's scores, written last: a fold that has it is done
+    OUT/evaluation.json             per-fold scores and mean ± std over the finished folds
+
+A fold that has its fold.json is not run again, so an interrupted evaluation resumes, and two
+processes may share one OUT if they hold out different animals (`folds`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+from models.pipeline import (
+    MULTI_LEVEL_STUDENT,
+    WORD_LENGTHS,
+    Framing,
+    ModelSizes,
+    TrainOptions,
+    load_model,
+    quantize_run,
+    read_json,
+    train_run,
+    write_json,
+)
+from models.recordings import Recording, make_windows, merge_classes
+from models.training import TrainConfig
+
+METRICS = ("accuracy", "macro_f1", "mcc")
+STUDENT_KINDS = ("gru_mlp", "mlp")
+# The float models of a fold, by their name in the run directory, and how the tables call them.
+FLOAT_MODELS = {"student_no_kd": "no KD", "student_kd": "KD", MULTI_LEVEL_STUDENT: "multi-level KD"}
+
+
+@dataclass
+class EvaluationOptions:
+    framing: Framing
+    sizes: ModelSizes = field(default_factory=ModelSizes)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    students: tuple[str, ...] = STUDENT_KINDS
+    multi_level: bool = True
+    train_hop: int | None = None  # see TrainOptions.train_hop
+    word_lengths: tuple[int, ...] = WORD_LENGTHS
+    folds: tuple[str, ...] | None = None  # animals to hold out, one fold each; None: all
+
+
+def model_keys(students: tuple[str, ...], multi_level: bool,
+               word_lengths: tuple[int, ...]) -> list[str]:
+    """Row keys of the tables: teacher, then per student kind its float and quantized models."""
+    keys = ["teacher"]
+    for kind in students:
+        keys += [f"{kind}/{name}" for name in FLOAT_MODELS
+                 if multi_level or name != MULTI_LEVEL_STUDENT]
+        keys += [f"{kind}/q{bits}" for bits in word_lengths]
+    return keys
+
+
+def describe(key: str) -> str:
+    """A row key as a person reads it: 'gru_mlp/student_kd' -> 'GRU-MLP, KD'."""
+    if key == "teacher":
+        return "ResNet teacher"
+    kind, name = key.split("/")
+    student = {"gru_mlp": "GRU-MLP", "mlp": "MLP"}.get(kind, kind)
+    if name in FLOAT_MODELS:
+        return f"{student}, {FLOAT_MODELS[name]}"
+    return f"{student}, KD, {name[1:]}-bit DQ"
+
+
+def merge_rare_classes(recording: Recording, min_fraction: float,
+                       other: str = "other") -> Recording:
+    """Classes holding less than `min_fraction` of the samples become `other`."""
+    counts = np.bincount(recording.labels, minlength=len(recording.class_names))
+    keep = [name for name, n in zip(recording.class_names, counts, strict=True)
+            if n >= min_fraction * counts.sum() and name != other]
+    return merge_classes(recording, keep, other) if len(keep) < len(counts) else recording
+
+
+def _fold_scores(fold_dir: Path, options: EvaluationOptions) -> dict[str, Any]:
+    """The fold's figures, gathered from its run directories' metrics.json."""
+    models: dict[str, Any] = {}
+    for kind in options.students:
+        metrics = read_json(fold_dir / kind / "metrics.json")
+        if "teacher" not in models:
+            models["teacher"] = _scores(metrics["teacher"])
+        for name in FLOAT_MODELS:
+            if name in metrics:
+                models[f"{kind}/{name}"] = _scores(metrics[name])
+        for bits in options.word_lengths:
+            q = metrics["quantized"][str(bits)]
+            models[f"{kind}/q{bits}"] = _scores(q) | {"top1_agreement": q["top1_agreement"],
+                                                      "param_bytes": q["param_bytes"]}
+    data = read_json(fold_dir / options.students[0] / "metrics.json")["data"]
+    return {"animal": fold_dir.name, "train_windows": data["train_windows"],
+            "held_out_windows": data["held_out_windows"], "models": models}
+
+
+def _scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = (*METRICS, "confusion", "parameters", "best_epoch", "seconds")
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def run_fold(recording: Recording, animal: str, fold_dir: Path,
+             options: EvaluationOptions) -> dict[str, Any]:
+    """Hold out `animal`: train the teacher once, then each student kind with and without KD
+    (and by multi-level KD), quantize its KD student, and write fold.json."""
+    started = time.perf_counter()
+    teacher = None
+    for kind in options.students:
+        run_dir = fold_dir / kind
+        train_options = TrainOptions(
+            options.framing, dataclasses.replace(options.sizes, student=kind), options.train,
+            held_out=(animal,), multi_level=options.multi_level, train_hop=options.train_hop)
+        train_run(recording, run_dir, train_options, teacher=teacher)
+        quantize_run(run_dir, options.word_lengths)
+        teacher = teacher or load_model(run_dir, "teacher")
+    fold = _fold_scores(fold_dir, options) | {"seconds": round(time.perf_counter() - started, 1)}
+    write_json(fold_dir / "fold.json", fold)
+    return fold
+
+
+def leave_one_animal_out(recording: Recording, out: Path, options: EvaluationOptions,
+                         on_fold: Callable[[dict[str, Any]], None] | None = None
+                         ) -> dict[str, Any]:
+    """Run every fold not yet done (of `options.folds`, or all animals), then summarize."""
+    animals = sorted(set(recording.animals.tolist()))
+    if len(animals) < 2:
+        raise HarnessError(f"{recording.source}: leave-one-animal-out needs at least two "
+                           f"animals, found {len(animals)}")
+    folds = options.folds or tuple(animals)
+    if unknown := sorted(set(folds) - set(animals)):
+        raise HarnessError(f"{recording.source} has no animal(s) {', '.join(unknown)}; its "
+                           f"animals are {', '.join(animals)}")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_plan(out, recording, options)
+    for animal in folds:
+        fold_dir = out / "folds" / animal
+        if (fold_dir / "fold.json").exists():
+            continue
+        fold = run_fold(recording, animal, fold_dir, options)
+        if on_fold:
+            on_fold(fold)
+    return summarize(out)
+
+
+def _write_plan(out: Path, recording: Recording, options: EvaluationOptions) -> None:
+    """evaluation.json's fixed part; a second process on the same OUT must agree with it."""
+    windows = make_windows(recording, options.framing.window, options.framing.hop)
+    plan = {
+        "data": {"source": recording.source, "synthetic": recording.synthetic,
+                 "class_names": list(recording.class_names), "rate_hz": recording.rate_hz,
+                 "animals": sorted(set(recording.animals.tolist())),
+                 "windows": len(windows),
+                 "class_windows": np.bincount(windows.y,
+                                              minlength=len(recording.class_names)).tolist()},
+        "framing": dataclasses.asdict(options.framing),
+        "sizes": dataclasses.asdict(options.sizes),
+        "training": {k: v for k, v in dataclasses.asdict(options.train).items()
+                     if k != "progress"} | {"train_hop": options.train_hop or options.framing.hop},
+        "students": list(options.students), "multi_level": options.multi_level,
+        "word_lengths": list(options.word_lengths),
+        "imbalance": ("inverse-frequency class weights in the cross-entropy"
+                      if options.train.class_weights else "none"),
+    }
+    path = out / "plan.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(json.dumps(plan, default=list)):
+            raise HarnessError(f"{out} holds an evaluation with other data or options "
+                               f"(see {path}); choose another --out or delete it")
+    write_json(path, plan)
+
+
+def summarize(out: Path) -> dict[str, Any]:
+    """Per-fold scores and mean ± sample std over the finished folds -> evaluation.json."""
+    plan = read_json(out / "plan.json")
+    folds = [json.loads(p.read_text()) for p in sorted((out / "folds").glob("*/fold.json"))]
+    if not folds:
+        raise HarnessError(f"{out} holds no finished fold: run `harness evaluate` first")
+    keys = model_keys(tuple(plan["students"]), plan["multi_level"],
+                      tuple(plan["word_lengths"]))
+    per_fold = {key: {m: [f["models"][key][m] for f in folds] for m in METRICS} for key in keys}
+    summary = {key: {m: _mean_std(v) for m, v in metrics.items()}
+               for key, metrics in per_fold.items()}
+    for kind in plan["students"]:
+        for bits in plan["word_lengths"]:
+            agreement = [f["models"][f"{kind}/q{bits}"]["top1_agreement"] for f in folds]
+            summary[f"{kind}/q{bits}"]["top1_agreement"] = _mean_std(agreement)
+    confusion = {key: np.sum([f["models"][key]["confusion"] for f in folds], axis=0).tolist()
+                 for key in keys}
+    comparisons = {}
+    for kind in plan["students"]:
+        base = f"{kind}/student_no_kd"
+        for name in ("student_kd", MULTI_LEVEL_STUDENT):
+            if f"{kind}/{name}" in per_fold:
+                comparisons[f"{kind}/{name}"] = paired_difference(
+                    per_fold[f"{kind}/{name}"]["mcc"], per_fold[base]["mcc"])
+        for bits in plan["word_lengths"]:
+            comparisons[f"{kind}/q{bits}"] = paired_difference(
+                per_fold[f"{kind}/q{bits}"]["mcc"], per_fold[f"{kind}/student_kd"]["mcc"])
+    evaluation = plan | {
+        "folds": [f["animal"] for f in folds],
+        "fold_windows": [f["held_out_windows"] for f in folds],
+        "fold_seconds": [f["seconds"] for f in folds],
+        "per_fold": per_fold, "summary": summary, "confusion": confusion,
+        "mcc_differences": comparisons,
+    }
+    write_json(out / "evaluation.json", evaluation)
+    return evaluation
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for a single fold)."""
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std}
+
+
+def paired_difference(a: list[float], b: list[float]) -> dict[str, Any]:
+    """a - b fold by fold: mean and std of the differences, how many folds a wins, and the
+    fold-to-fold spread of b (std over folds) to weigh the mean difference against."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    spread = _mean_std(b)["std"]
+    return _mean_std(diff.tolist()) | {"wins": int((diff > 0).sum()), "folds": len(diff),
+                                       "fold_spread": spread,
+                                       "exceeds_spread": bool(abs(diff.mean()) > spread)}

@@ -1,0 +1,214 @@
+"""Leave-one-animal-out evaluation, the heterogeneous-target table and the report, end to end on
+a tiny synthetic recording with tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from device_sim.targets import load_target
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.report import write_report
+from harness.targets import DEVICES, retarget, targets_table
+from models.crossval import (
+    EvaluationOptions,
+    describe,
+    leave_one_animal_out,
+    merge_rare_classes,
+    model_keys,
+)
+from models.pipeline import DataSource, Framing, ModelSizes, load_recording_npz, read_json
+from models.training import TrainConfig
+
+FRAMING = Framing.of(load_target("eartag"))
+TINY = ModelSizes(hidden=8, perceptron=8, head=8, mlp_hidden=(8,), teacher_filters=(4, 8, 8))
+OPTIONS = EvaluationOptions(FRAMING, TINY, TrainConfig(epochs=2, progress=False,
+                                                       val_fraction=0.2, patience=1),
+                            train_hop=128, folds=("A01", "A02"))
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return DataSource(synthetic_animals=3, synthetic_seconds=20.0,
+                      synthetic_bouts=1).load(FRAMING.rate_hz)
+
+
+@pytest.fixture(scope="module")
+def evaluation_dir(recording, tmp_path_factory):
+    out = tmp_path_factory.mktemp("loao")
+    leave_one_animal_out(recording, out, OPTIONS)
+    return out
+
+
+def test_each_fold_holds_out_its_animal_and_its_students_share_one_teacher(evaluation_dir):
+    for animal in OPTIONS.folds:
+        teachers = []
+        for kind in OPTIONS.students:
+            config = read_json(evaluation_dir / "folds" / animal / kind / "config.json")
+            assert config["data"]["held_out_animals"] == [animal]
+            assert config["data"]["train_animals"] == sorted({"A01", "A02", "A03"} - {animal})
+            assert config["training"]["train_hop"] == 128
+            assert config["models"]["student_kd"]["kind"] == kind
+            heldout = load_recording_npz(evaluation_dir / "folds" / animal / kind / "heldout.npz")
+            assert set(heldout.animals) == {animal}
+            teachers.append(torch.load(evaluation_dir / "folds" / animal / kind / "teacher.pt",
+                                       weights_only=True))
+        assert all(torch.equal(teachers[0][k], teachers[1][k]) for k in teachers[0])
+
+
+def test_the_summary_is_the_mean_and_sample_std_over_the_folds(evaluation_dir):
+    evaluation = read_json(evaluation_dir / "evaluation.json")
+    folds = [read_json(evaluation_dir / "folds" / a / "fold.json") for a in OPTIONS.folds]
+    assert evaluation["folds"] == list(OPTIONS.folds)
+    keys = model_keys(OPTIONS.students, True, (16, 8))
+    assert list(evaluation["summary"]) == keys
+    for key in keys:
+        for metric in ("accuracy", "macro_f1", "mcc"):
+            values = [f["models"][key][metric] for f in folds]
+            stats = evaluation["summary"][key][metric]
+            assert stats["mean"] == pytest.approx(np.mean(values))
+            assert stats["std"] == pytest.approx(np.std(values, ddof=1))
+        confusion = np.sum([f["models"][key]["confusion"] for f in folds], axis=0)
+        assert evaluation["confusion"][key] == confusion.tolist()
+    kd = evaluation["mcc_differences"]["gru_mlp/student_kd"]
+    gain = np.subtract(evaluation["per_fold"]["gru_mlp/student_kd"]["mcc"],
+                       evaluation["per_fold"]["gru_mlp/student_no_kd"]["mcc"])
+    assert kd["mean"] == pytest.approx(gain.mean())
+    assert kd["wins"] == int((gain > 0).sum())
+
+
+def test_the_quantized_rows_are_the_kd_student_in_fixed_point(evaluation_dir):
+    fold = read_json(evaluation_dir / "folds" / "A01" / "fold.json")
+    for kind in OPTIONS.students:
+        metrics = read_json(evaluation_dir / "folds" / "A01" / kind / "metrics.json")
+        assert metrics["quantized"]["student"] == "student_kd"
+        for bits in (16, 8):
+            row = fold["models"][f"{kind}/q{bits}"]
+            assert row["mcc"] == metrics["quantized"][str(bits)]["mcc"]
+            assert row["top1_agreement"] == metrics["quantized"][str(bits)]["top1_agreement"]
+        assert fold["models"][f"{kind}/student_mlkd"]["mcc"] == metrics["student_mlkd"]["mcc"]
+
+
+def test_finished_folds_are_kept_and_new_ones_added(evaluation_dir, recording, tmp_path):
+    out = tmp_path / "loao"
+    shutil.copytree(evaluation_dir, out)
+    kept = (out / "folds" / "A01" / "fold.json").stat().st_mtime_ns
+    options = EvaluationOptions(OPTIONS.framing, OPTIONS.sizes, OPTIONS.train,
+                                train_hop=OPTIONS.train_hop, folds=("A01", "A03"))
+    evaluation = leave_one_animal_out(recording, out, options)
+    assert (out / "folds" / "A01" / "fold.json").stat().st_mtime_ns == kept
+    assert evaluation["folds"] == ["A01", "A02", "A03"]
+    assert len(evaluation["per_fold"]["teacher"]["mcc"]) == 3
+
+
+def test_other_options_in_the_same_directory_are_refused(evaluation_dir, recording, tmp_path):
+    out = tmp_path / "loao"
+    shutil.copytree(evaluation_dir, out)
+    other = EvaluationOptions(OPTIONS.framing, OPTIONS.sizes, OPTIONS.train, train_hop=64,
+                              folds=("A03",))
+    with pytest.raises(HarnessError, match="other data or options"):
+        leave_one_animal_out(recording, out, other)
+    assert not (out / "folds" / "A03").exists()
+
+
+def test_an_unknown_animal_is_named(recording, tmp_path):
+    options = EvaluationOptions(OPTIONS.framing, OPTIONS.sizes, OPTIONS.train, folds=("B07",))
+    with pytest.raises(HarnessError, match=r"no animal.*B07.*A01, A02, A03"):
+        leave_one_animal_out(recording, tmp_path, options)
+
+
+def test_rare_classes_merge_into_other(recording):
+    keep = recording.labels != 0
+    rare = recording.labels == 0
+    keep[np.flatnonzero(rare)[:10]] = True  # ten samples of class 0 remain: rare
+    thinned = type(recording)(**{**recording.__dict__, "accel_g": recording.accel_g[keep],
+                                 "labels": recording.labels[keep],
+                                 "animals": recording.animals[keep],
+                                 "bouts": recording.bouts[keep]})
+    merged = merge_rare_classes(thinned, 0.01)
+    assert merged.class_names == tuple(sorted([*thinned.class_names[1:], "other"]))
+    other = merged.class_names.index("other")
+    assert (merged.labels == other).sum() == 10
+    assert merge_rare_classes(recording, 0.01) is recording  # nothing rare: unchanged
+
+
+def test_the_report_shows_every_model_and_plot(evaluation_dir, tmp_path):
+    page = write_report(evaluation_dir, tmp_path / "report")
+    text = page.read_text()
+    evaluation = read_json(evaluation_dir / "evaluation.json")
+    for key in model_keys(OPTIONS.students, True, (16, 8)):
+        stats = evaluation["summary"][key]["mcc"]
+        assert f"| {describe(key)} |" in text
+        assert f"{stats['mean']:.3f} ± {stats['std']:.3f}" in text
+    for name in ("confusion.png", "mcc_kd.png", "word_length.png"):
+        assert f"![{name}]({name})" in text
+        assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "targets.png" not in text  # no targets.json yet
+
+
+def test_a_run_retargets_to_a_sensor_of_another_rate(evaluation_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(evaluation_dir / "folds" / "A01" / "gru_mlp", run_dir)
+    (run_dir / "c").mkdir()  # retarget copies the C folder, whatever it holds
+    assert retarget(run_dir, load_target("eartag")) == run_dir
+    collar = load_target("collar")
+    moved = retarget(run_dir, collar)
+    config = read_json(moved / "config.json")
+    assert config["framing"]["rate_hz"] == collar.sample_rate_hz
+    assert config["retargeted_from"]["rate_hz"] == FRAMING.rate_hz
+    before = load_recording_npz(run_dir / "heldout.npz")
+    after = load_recording_npz(moved / "heldout.npz")
+    assert after.rate_hz == collar.sample_rate_hz
+    assert len(after) == pytest.approx(len(before) * collar.sample_rate_hz / FRAMING.rate_hz,
+                                       rel=0.01)
+    assert (moved / "student_kd.pt").read_bytes() == (run_dir / "student_kd.pt").read_bytes()
+
+
+@pytest.mark.hil
+def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_path):
+    out = tmp_path / "loao"
+    shutil.copytree(evaluation_dir, out)
+    table = targets_table(out, variants=("q16",), max_windows=3)
+    assert table["fold"] == "A01"
+    rows = table["rows"]
+    assert [(r["student"], r["device"]) for r in rows] == [
+        (kind, device.name) for kind in OPTIONS.students for device in DEVICES]
+    for row in rows:
+        report = json.loads(Path(row["report"]).read_text())
+        assert row["latency_p50"] == report["latency"]["p50"]
+        assert row["int_exact_fraction"] == 1.0
+        on_tag = row["backend"] == "qemu"
+        assert row["latency_unit"] == ("instructions" if on_tag else "nanoseconds")
+        assert (row["flash"] is not None) == on_tag
+        assert row["deadline_holds"] == (row["share_of_deadline"] <= 1.0)
+    collar = [r for r in rows if r["target"] == "collar"]
+    assert all("retargeted/collar" in r["report"] for r in collar)
+    page = write_report(out).read_text()
+    assert "The same students on every target (models of fold A01)" in page
+    assert page.count(" | q16 | ") == len(rows)
+
+
+def test_the_evaluate_and_report_commands(tmp_path, capsys):
+    out = tmp_path / "loao"
+    argv = ["evaluate", "--synthetic", "--synthetic-animals", "2", "--synthetic-seconds", "20",
+            "--synthetic-bouts", "1", "--out", str(out), "--max-folds", "1", "--epochs", "1",
+            "--students", "mlp", "--mlp-hidden", "8", "--teacher-filters", "4,4,4", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    evaluation = read_json(out / "evaluation.json")
+    assert evaluation["folds"] == ["A01"]
+    mcc = evaluation["summary"]["mlp/student_kd"]["mcc"]["mean"]
+    assert f"{describe('mlp/student_kd'):28s}" in printed and f"{mcc:7.3f}" in printed
+    assert main(["report", str(out)]) == 0
+    assert (out / "report" / "report.md").exists()
+
+
+def test_report_on_a_folder_without_an_evaluation_says_what_to_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "evaluation.json is missing" in capsys.readouterr().err
