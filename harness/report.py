@@ -198,7 +198,7 @@ def plot_kd(evaluation: dict[str, Any], path: Path) -> Path:
     ax.axhline(teacher, color="grey", linestyle="--", label=f"teacher {teacher:.3f}")
     ax.set_xticks(range(len(kinds)), [describe(f"{k}/student_kd").split(",")[0] for k in kinds])
     ax.set_ylabel("MCC (fold mean ± std; dots: folds)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -207,10 +207,10 @@ def plot_word_length(evaluation: dict[str, Any], path: Path) -> Path:
     bits = [32, *sorted(evaluation["word_lengths"], reverse=True)]
     fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.8))
     for ax, metric in zip(axes, ("accuracy", "mcc"), strict=True):
-        for kind in evaluation["students"]:
+        for i, kind in enumerate(evaluation["students"]):
             keys = [f"{kind}/student_kd"] + [f"{kind}/q{b}" for b in bits[1:]]
             stats = [evaluation["summary"][k][metric] for k in keys]
-            ax.errorbar(range(len(bits)), [s["mean"] for s in stats],
+            ax.errorbar(np.arange(len(bits)) + 0.05 * i, [s["mean"] for s in stats],
                         yerr=[s["std"] for s in stats], marker="o", capsize=3,
                         label=describe(keys[0]).split(",")[0])
         ax.set_xticks(range(len(bits)), ["float32" if b == 32 else f"{b}-bit" for b in bits])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from device_sim.targets import load_target
+from fixtures.synthetic import write_csv
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.report import write_report
@@ -194,15 +195,18 @@ def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_pa
     assert page.count(" | q16 | ") == len(rows)
 
 
-def test_the_evaluate_and_report_commands(tmp_path, capsys):
+def test_the_evaluate_and_report_commands_on_a_table(recording, tmp_path, capsys):
+    table = tmp_path / "recording.csv"
+    write_csv(recording, table)
     out = tmp_path / "loao"
-    argv = ["evaluate", "--synthetic", "--synthetic-animals", "2", "--synthetic-seconds", "20",
-            "--synthetic-bouts", "1", "--out", str(out), "--max-folds", "1", "--epochs", "1",
-            "--students", "mlp", "--mlp-hidden", "8", "--teacher-filters", "4,4,4", "--quiet"]
+    argv = ["evaluate", "--data", str(table), "--out", str(out), "--max-folds", "2",
+            "--epochs", "1", "--students", "mlp", "--mlp-hidden", "8",
+            "--teacher-filters", "4,4,4", "--no-multi-level", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     evaluation = read_json(out / "evaluation.json")
-    assert evaluation["folds"] == ["A01"]
+    assert evaluation["folds"] == ["A01", "A02"]
+    assert "mlp/student_mlkd" not in evaluation["summary"]
     mcc = evaluation["summary"]["mlp/student_kd"]["mcc"]["mean"]
     assert f"{describe('mlp/student_kd'):28s}" in printed and f"{mcc:7.3f}" in printed
     assert main(["report", str(out)]) == 0
