@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # files only: no display on a CI machine
 import matplotlib.pyplot as plt
 import numpy as np
 
+from harness.errors import RunDirectoryError
 from models.crossval import FLOAT_MODELS, MULTI_LEVEL_STUDENT, describe, model_keys
 from models.pipeline import read_json
 
@@ -29,6 +30,9 @@ METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mcc": "MCC"}
 
 def write_report(directory: Path, out: Path | None = None) -> Path:
     """Render DIR's evaluation (and targets table) to OUT/report.md; returns its path."""
+    if not (directory / "evaluation.json").exists():
+        raise RunDirectoryError(f"{directory} holds no evaluation.json: run `harness evaluate "
+                                f"--out {directory}` first")
     evaluation = read_json(directory / "evaluation.json")
     targets = read_json(directory / "targets.json") if (directory / "targets.json").exists() \
         else None

@@ -136,6 +136,9 @@ def student_runs(directory: Path, fold: str | None = None) -> tuple[str | None,
     if (directory / "config.json").exists():
         kind = read_json(directory / "config.json")["models"]["student_kd"]["kind"]
         return None, {kind: directory}
+    if not (directory / "evaluation.json").exists():
+        raise RunDirectoryError(f"{directory} is neither an evaluation directory (`harness "
+                                "evaluate`) nor a run directory (`harness train`)")
     evaluation = read_json(directory / "evaluation.json")
     fold = fold or evaluation["folds"][0]
     if fold not in evaluation["folds"]:

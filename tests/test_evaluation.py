@@ -213,6 +213,8 @@ def test_the_evaluate_and_report_commands_on_a_table(recording, tmp_path, capsys
     assert (out / "report" / "report.md").exists()
 
 
-def test_report_on_a_folder_without_an_evaluation_says_what_to_run(tmp_path, capsys):
+def test_report_and_targets_on_a_folder_without_results_say_what_to_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "evaluation.json is missing" in capsys.readouterr().err
+    assert "holds no evaluation.json: run `harness evaluate" in capsys.readouterr().err
+    assert main(["targets", str(tmp_path)]) == 2
+    assert "neither an evaluation directory" in capsys.readouterr().err
