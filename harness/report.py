@@ -105,11 +105,20 @@ def targets_markdown(targets: dict[str, Any]) -> str:
         lines.append(
             f"| {r['student']} | {r['variant']} | {r['device']} | "
             f"{_latency(r['latency_p50'], r['latency_unit'])} | "
-            f"{100 * r['share_of_deadline']:.3g} % | "
+            f"{_percent(r['share_of_deadline'])} | "
             f"{_bytes(r['flash'], r['flash_limit'])} | {_bytes(r['ram_static'], r['ram_limit'])} "
             f"| {_bytes(r['stack_peak'])} | {'yes' if r['deadline_holds'] else 'NO'} | {exact} | "
-            f"{'yes' if r['passed'] else 'no: ' + '; '.join(r['failures'])} |")
+            f"{'yes' if r['passed'] else 'no (' + ', '.join(_checks(r['failures'])) + ')'} |")
     return "\n".join(lines)
+
+
+def _percent(share: float) -> str:
+    return "< 0.01 %" if share < 1e-4 else f"{100 * share:.3g} %"
+
+
+def _checks(failures: list[str]) -> list[str]:
+    """The names of the failed checks ('latency_budget: p99 ...' -> 'latency_budget')."""
+    return [failure.split(":")[0] for failure in failures]
 
 
 def _latency(value: int, unit: str) -> str:
