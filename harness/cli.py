@@ -49,6 +49,9 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
     source.add_argument("--scale", type=float, help="g per count, with --units counts")
     source.add_argument("--source-rate", type=float, metavar="HZ",
                         help="sample rate of the recording when it has no time column")
+    source.add_argument("--drop-implausible", action="store_true",
+                        help="leave out bouts whose median |a| is far from 1 g (reported "
+                             "either way)")
     table = parser.add_argument_group("table columns")
     for column in ("time", "x", "y", "z", "label", "animal"):
         table.add_argument(f"--{column}-column", default=getattr(DATA_DEFAULTS.columns, column),
@@ -85,7 +88,8 @@ def _data_source(args: argparse.Namespace) -> DataSource:
                       bout_time_column=args.bout_time_column or None,
                       synthetic_animals=args.synthetic_animals,
                       synthetic_seconds=args.synthetic_seconds,
-                      synthetic_bouts=args.synthetic_bouts)
+                      synthetic_bouts=args.synthetic_bouts,
+                      drop_implausible=args.drop_implausible)
 
 
 def _framing(args: argparse.Namespace):

@@ -63,3 +63,7 @@ class EmulatorError(HarnessError):
 
 class DeviceTimeoutError(HarnessError):
     """A device did not answer (or an emulator did not exit) within the allowed time."""
+
+
+class RecordingWarning(UserWarning):
+    """A recording loads, but part of it looks wrong (e.g. bouts that do not feel 1 g)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,12 @@ import numpy as np
 import torch
 
 from fixtures.synthetic import synthetic_recording
-from harness.errors import HarnessError, RunDirectoryError, TooFewSamplesError
+from harness.errors import (
+    HarnessError,
+    RecordingWarning,
+    RunDirectoryError,
+    TooFewSamplesError,
+)
 from models.export import build_host, export_float, export_quantized, run_host
 from models.fixedpoint import activation_errors
 from models.metrics import classification_metrics, top1_agreement
@@ -39,11 +45,14 @@ from models.recordings import (
     Recording,
     TableColumns,
     Windows,
+    describe_bouts,
+    gravity_outliers,
     load_bouts,
     load_table,
     make_windows,
     resample,
     split_by_animal,
+    subset,
 )
 from models.students import build_model, count_parameters
 from models.training import TrainConfig, predict_logits, train_classifier
@@ -110,9 +119,28 @@ class DataSource:
     synthetic_animals: int = 6
     synthetic_seconds: float = 60.0
     synthetic_bouts: int = 2
+    # Bouts whose median |a| is this far from 1 g are reported, and dropped when asked.
+    gravity_tolerance_g: float = 0.5
+    drop_implausible: bool = False
 
     def load(self, rate_hz: float, seed: int = 0) -> Recording:
-        """The recording, resampled to rate_hz."""
+        """The recording, resampled to rate_hz, checked for bouts that do not feel 1 g."""
+        recording = self._read(rate_hz, seed)
+        outliers = gravity_outliers(recording, self.gravity_tolerance_g)
+        if not outliers:
+            return recording
+        found = (f"{recording.source}: {describe_bouts(recording, outliers)}, more than "
+                 f"{self.gravity_tolerance_g:g} g from the 1 g a worn sensor always feels "
+                 "(other units or another full-scale range?)")
+        if not self.drop_implausible:
+            warnings.warn(f"{found}; --drop-implausible leaves them out", RecordingWarning,
+                          stacklevel=2)
+            return recording
+        kept = subset(recording, ~np.isin(recording.bouts, list(outliers)))
+        return dataclasses.replace(kept, source=f"{recording.source}, without "
+                                                f"{describe_bouts(recording, outliers)}")
+
+    def _read(self, rate_hz: float, seed: int) -> Recording:
         if self.path is None:
             return synthetic_recording(animals=self.synthetic_animals,
                                        seconds_per_bout=self.synthetic_seconds,
@@ -196,12 +224,6 @@ def load_recording_npz(path: Path) -> Recording:
         raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
 
 
-def _subset(rec: Recording, mask: np.ndarray) -> Recording:
-    _, bouts = np.unique(rec.bouts[mask], return_inverse=True)
-    return dataclasses.replace(rec, accel_g=rec.accel_g[mask], labels=rec.labels[mask],
-                               animals=rec.animals[mask], bouts=bouts.astype(np.int64))
-
-
 def load_model(run_dir: Path, name: str) -> torch.nn.Module:
     config = read_json(run_dir / "config.json")["models"][name]
     model = build_model(config)
@@ -234,7 +256,7 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
     windows = make_windows(recording, framing.window, options.train_hop or framing.hop)
     train, _, held_out = split_by_animal(windows, options.held_out, options.held_out_fraction,
                                          options.train.seed)
-    heldout_rec = _subset(recording, np.isin(recording.animals, held_out))
+    heldout_rec = subset(recording, np.isin(recording.animals, held_out))
     test = make_windows(heldout_rec, framing.window, framing.hop)
     if len(train) == 0:
         raise TooFewSamplesError("no training windows remain after holding out "

@@ -437,6 +437,40 @@ def resample(rec: Recording, rate_hz: float) -> Recording:
     )
 
 
+def subset(rec: Recording, mask: np.ndarray) -> Recording:
+    """The samples where mask holds, bouts renumbered 0..B-1."""
+    _, bouts = np.unique(rec.bouts[mask], return_inverse=True)
+    return replace(rec, accel_g=rec.accel_g[mask], labels=rec.labels[mask],
+                   animals=rec.animals[mask], bouts=bouts.astype(np.int64))
+
+
+def gravity_outliers(rec: Recording, tolerance_g: float = 0.5) -> dict[int, float]:
+    """{bout id: median |a| in g} of the bouts whose median magnitude is more than
+    `tolerance_g` from 1 g. A worn accelerometer always feels gravity, so such a bout is almost
+    surely in other units or from a sensor set to another full-scale range."""
+    magnitude = np.linalg.norm(rec.accel_g, axis=1)
+    order = np.argsort(rec.bouts, kind="stable")
+    ids, starts = np.unique(rec.bouts[order], return_index=True)
+    medians = [float(np.median(part)) for part in np.split(magnitude[order], starts[1:])]
+    return {int(b): m for b, m in zip(ids, medians, strict=True) if abs(m - 1.0) > tolerance_g}
+
+
+def describe_bouts(rec: Recording, bouts: dict[int, float]) -> str:
+    """'17 bouts (animal 1319: Grazing 6, Walking 8, Others 3), median |a| 7.64 to 7.70 g'."""
+    first = {int(b): i for i, b in reversed(list(enumerate(rec.bouts)))}
+    by_animal: dict[str, dict[str, int]] = {}
+    for bout in bouts:
+        i = first[bout]
+        label = rec.class_names[rec.labels[i]]
+        counts = by_animal.setdefault(str(rec.animals[i]), {})
+        counts[label] = counts.get(label, 0) + 1
+    animals = "; ".join(f"animal {a}: " + ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
+                        for a, c in sorted(by_animal.items()))
+    values = sorted(bouts.values())
+    return (f"{len(bouts)} bout{'s' * (len(bouts) != 1)} ({animals}), median |a| "
+            f"{values[0]:.2f} to {values[-1]:.2f} g")
+
+
 def merge_classes(rec: Recording, keep: Sequence[str], other: str = "other") -> Recording:
     """Labels not in keep become `other` (a class only if some sample falls into it).
 

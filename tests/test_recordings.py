@@ -17,13 +17,17 @@ from harness.errors import (
     HarnessError,
     MissingColumnError,
     RecordingError,
+    RecordingWarning,
     SampleRateError,
     TooFewSamplesError,
 )
+from models.pipeline import DataSource
 from models.recordings import (
     G,
     Recording,
     TableColumns,
+    describe_bouts,
+    gravity_outliers,
     load_bouts,
     load_recording,
     load_table,
@@ -462,6 +466,42 @@ def test_split_by_animal_with_named_animals() -> None:
         split_by_animal(windows.subset(windows.animals == "C0"))
 
 
+# --- bouts that do not feel gravity ---------------------------------------------------------
+
+def _gravity(magnitudes: list[float], per_bout: int = 20) -> Recording:
+    """One bout per magnitude: the sensor at rest along z, at that many g, animal A or B."""
+    n = len(magnitudes)
+    accel = np.zeros((n * per_bout, 3), dtype=np.float32)
+    accel[:, 2] = np.repeat(magnitudes, per_bout)
+    return Recording(accel_g=accel, labels=np.repeat(np.arange(n) % 2, per_bout),
+                     class_names=("rest", "walk"),
+                     animals=np.repeat(np.array(["A", "B"] * n, dtype=object)[:n], per_bout),
+                     bouts=np.repeat(np.arange(n), per_bout), rate_hz=10.0, source="test")
+
+
+def test_bouts_far_from_one_g_are_found_and_named():
+    rec = _gravity([1.0, 7.7, 0.98, -1.02, 0.2, 1.4])
+    outliers = gravity_outliers(rec)
+    assert outliers == {1: pytest.approx(7.7), 4: pytest.approx(0.2)}
+    assert describe_bouts(rec, outliers) == (
+        "2 bouts (animal A: rest 1; animal B: walk 1), median |a| 0.20 to 7.70 g")
+    assert gravity_outliers(rec, tolerance_g=0.1).keys() == {1, 4, 5}
+
+
+def test_a_source_warns_of_implausible_bouts_or_drops_them(tmp_path):
+    rec = _gravity([1.0, 7.7, 1.0, 1.0])
+    path = tmp_path / "table.csv"
+    write_csv(rec, path)
+    with pytest.warns(RecordingWarning, match=r"1 bout \(animal B: walk 1\).*--drop-impl"):
+        kept = DataSource(path=path).load(10.0)
+    assert len(kept) == len(rec)
+    dropped = DataSource(path=path, drop_implausible=True).load(10.0)
+    assert len(dropped) == len(rec) - 20
+    assert np.allclose(np.linalg.norm(dropped.accel_g, axis=1), 1.0)
+    assert list(np.unique(dropped.bouts)) == [0, 1, 2]
+    assert dropped.source.endswith("without 1 bout (animal B: walk 1), median |a| 7.70 to 7.70 g")
+
+
 # --- the public dataset ----------------------------------------------------------------------
 
 
@@ -484,3 +524,9 @@ def test_db_cow_walking_loads() -> None:
     assert 0.9 < float(np.median(np.linalg.norm(rec.accel_g, axis=1))) < 1.1
     assert rec.bouts.max() + 1 >= 439  # at least one bout per file
     assert not rec.synthetic
+    # Some of cow 1319's bouts read about 7.7 g at rest on the MPU9250 (the BNO055 in the same
+    # files reads 1 g): the check must find them, and only animal 1319's.
+    outliers = gravity_outliers(rec)
+    assert len(outliers) >= 10 and all(m > 5.0 for m in outliers.values())
+    assert "animal 1319:" in describe_bouts(rec, outliers)
+    assert describe_bouts(rec, outliers).count("animal ") == 1
