@@ -89,8 +89,9 @@ def findings(evaluation: dict[str, Any]) -> str:
         name = key.split("/")[1]
         base = "the same student without KD" if name in FLOAT_MODELS else "its float32 model"
         verdict = ("larger than" if d["exceeds_spread"] else "within")
+        t = "" if d["paired_t"] is None else f"; paired t = {d['paired_t']:.2f}"
         lines.append(f"- {describe(key)} against {base}: MCC {d['mean']:+.3f} on the fold mean "
-                     f"(± {d['std']:.3f} over folds; better in {d['wins']} of {d['folds']}), "
+                     f"(± {d['std']:.3f} over folds{t}; better in {d['wins']} of {d['folds']}), "
                      f"{verdict} the fold-to-fold spread of {d['fold_spread']:.3f}.")
     return "\n".join(lines)
 

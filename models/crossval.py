@@ -227,10 +227,13 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def paired_difference(a: list[float], b: list[float]) -> dict[str, Any]:
-    """a - b fold by fold: mean and std of the differences, how many folds a wins, and the
-    fold-to-fold spread of b (std over folds) to weigh the mean difference against."""
+    """a - b fold by fold: mean and std of the differences, the paired t statistic
+    (mean / (std / sqrt(folds)); None for fewer than two folds or no spread), how many folds a
+    wins, and the fold-to-fold spread of b (std over folds) to weigh the mean against."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    stats = _mean_std(diff.tolist())
+    t = (stats["mean"] / (stats["std"] / np.sqrt(len(diff)))
+         if len(diff) > 1 and stats["std"] > 0 else None)
     spread = _mean_std(b)["std"]
-    return _mean_std(diff.tolist()) | {"wins": int((diff > 0).sum()), "folds": len(diff),
-                                       "fold_spread": spread,
-                                       "exceeds_spread": bool(abs(diff.mean()) > spread)}
+    return stats | {"paired_t": t, "wins": int((diff > 0).sum()), "folds": len(diff),
+                    "fold_spread": spread, "exceeds_spread": bool(abs(diff.mean()) > spread)}

@@ -23,6 +23,7 @@ from models.crossval import (
     leave_one_animal_out,
     merge_rare_classes,
     model_keys,
+    paired_difference,
 )
 from models.pipeline import DataSource, Framing, ModelSizes, load_recording_npz, read_json
 from models.training import TrainConfig
@@ -82,6 +83,20 @@ def test_the_summary_is_the_mean_and_sample_std_over_the_folds(evaluation_dir):
                        evaluation["per_fold"]["gru_mlp/student_no_kd"]["mcc"])
     assert kd["mean"] == pytest.approx(gain.mean())
     assert kd["wins"] == int((gain > 0).sum())
+    if gain.std() > 0:
+        assert kd["paired_t"] == pytest.approx(gain.mean() / (gain.std(ddof=1) / np.sqrt(2)))
+
+
+def test_a_paired_difference_weighs_the_mean_against_spread_and_folds():
+    d = paired_difference([0.5, 0.7, 0.9], [0.4, 0.7, 0.6])  # differences 0.1, 0.0, 0.3
+    assert d["mean"] == pytest.approx(0.4 / 3)
+    assert d["std"] == pytest.approx(np.sqrt(0.07 / 3))
+    assert d["paired_t"] == pytest.approx((0.4 / 3) / (np.sqrt(0.07 / 3) / np.sqrt(3)))
+    assert (d["wins"], d["folds"]) == (2, 3)
+    assert d["fold_spread"] == pytest.approx(np.sqrt(0.07 / 3))  # std of 0.4, 0.7, 0.6
+    assert d["exceeds_spread"] is False
+    assert paired_difference([0.9, 0.8], [0.1, 0.2])["exceeds_spread"] is True
+    assert paired_difference([0.5], [0.4])["paired_t"] is None
 
 
 def test_the_quantized_rows_are_the_kd_student_in_fixed_point(evaluation_dir):
