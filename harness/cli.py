@@ -3,6 +3,11 @@
     harness train    --data PATH | --synthetic  --out RUN_DIR  [--epochs N] [--seed N] ...
     harness quantize RUN_DIR [--bits 16 8]
     harness export   RUN_DIR
+    harness run      RUN_DIR --target eartag|collar --backend qemu|native|serial [--variant V]
+    harness evaluate --data PATH --out DIR [--folds ID,ID | --max-folds N]   (leave one animal out)
+    harness targets  DIR       (the same students on the host, the ear tag and the collar)
+    harness report   DIR       (Markdown and PNG plots of an evaluation)
+    harness demo
 
 A HarnessError is printed as one line and exits with status 2; argparse does the same for an
 unknown option value.
