@@ -6,7 +6,7 @@
     harness run      RUN_DIR --target eartag|collar --backend qemu|native|serial [--variant V]
     harness evaluate --data PATH --out DIR [--folds ID,ID | --max-folds N]   (leave one animal out)
     harness targets  DIR       (the same students on the host, the ear tag and the collar)
-    harness report   DIR       (Markdown and PNG plots of an evaluation)
+    harness report   DIR  [--seeds DIR ...]  (Markdown and PNG plots of an evaluation)
     harness demo
 
 A HarnessError is printed as one line and exits with status 2; argparse does the same for an
@@ -225,7 +225,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
 
-    print(f"report: {write_report(args.directory, args.out)}")
+    print(f"report: {write_report(args.directory, args.out, tuple(args.seeds))}")
     return 0
 
 
@@ -403,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an evaluation directory (harness evaluate)")
     report.add_argument("--out", type=Path, metavar="FOLDER",
                         help="where report.md and the plots go (default DIR/report)")
+    report.add_argument("--seeds", type=Path, nargs="+", default=[], metavar="DIR",
+                        help="the same evaluation trained with other --seed: weigh each KD "
+                             "gain against the seed-to-seed spread")
     report.set_defaults(func=cmd_report)
 
     quantize = commands.add_parser("quantize", help="dynamic fixed-point quantization")

@@ -7,6 +7,9 @@ targets`); writes report.md and its plots to DIR/report/ or --out:
     mcc_kd.png        fold-mean MCC of each student without KD, with KD and multi-level KD
     word_length.png   accuracy and MCC against word length (float32, 16-bit, 8-bit DQ)
     targets.png       latency as a share of the real-time deadline, flash and RAM per target
+
+With --seeds DIR2 ..., evaluations of the same plan trained with other seeds, the page also
+weighs each KD gain against how far training alone moves a fold's MCC (seeds.json).
 """
 
 from __future__ import annotations
@@ -21,30 +24,41 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from harness.errors import RunDirectoryError
-from models.crossval import FLOAT_MODELS, MULTI_LEVEL_STUDENT, describe, model_keys
-from models.pipeline import read_json
+from models.crossval import (
+    FLOAT_MODELS,
+    MULTI_LEVEL_STUDENT,
+    compare_seeds,
+    describe,
+    model_keys,
+)
+from models.pipeline import read_json, write_json
 
 DPI = 80  # small PNGs: they are committed as the example in docs/
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mcc": "MCC"}
 
 
-def write_report(directory: Path, out: Path | None = None) -> Path:
-    """Render DIR's evaluation (and targets table) to OUT/report.md; returns its path."""
+def write_report(directory: Path, out: Path | None = None,
+                 seeds: tuple[Path, ...] = ()) -> Path:
+    """Render DIR's evaluation (and targets table; and, given `seeds`, the same evaluation with
+    other seeds) to OUT/report.md; returns its path."""
     if not (directory / "evaluation.json").exists():
         raise RunDirectoryError(f"{directory} holds no evaluation.json: run `harness evaluate "
                                 f"--out {directory}` first")
     evaluation = read_json(directory / "evaluation.json")
     targets = read_json(directory / "targets.json") if (directory / "targets.json").exists() \
         else None
+    comparison = compare_seeds([directory, *seeds]) if seeds else None
     out = out or directory / "report"
     out.mkdir(parents=True, exist_ok=True)
+    if comparison is not None:
+        write_json(out / "seeds.json", comparison)
     images = [plot_confusions(evaluation, out / "confusion.png"),
               plot_kd(evaluation, out / "mcc_kd.png"),
               plot_word_length(evaluation, out / "word_length.png")]
     if targets is not None:
         images.append(plot_targets(targets, out / "targets.png"))
     page = out / "report.md"
-    page.write_text(markdown(evaluation, targets, [image.name for image in images]))
+    page.write_text(markdown(evaluation, targets, [image.name for image in images], comparison))
     return page
 
 
@@ -96,6 +110,29 @@ def findings(evaluation: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seeds_markdown(comparison: dict[str, Any]) -> str:
+    """Fold-mean MCC per seed, the seed-to-seed spread within a fold, and each KD gain per seed
+    and over the seed-averaged folds (Markdown)."""
+    seeds = comparison["seeds"]
+    lines = ["| model | " + " | ".join(f"fold-mean MCC, seed {s}" for s in seeds)
+             + " | seed-to-seed std in a fold |", "|---" * (len(seeds) + 2) + "|"]
+    for key, row in comparison["models"].items():
+        lines.append(f"| {describe(key)} | "
+                     + " | ".join(f"{v:.3f}" for v in row["fold_mean_per_seed"])
+                     + f" | {row['seed_spread']:.3f} |")
+    lines.append("")
+    for key, gain in comparison["kd"].items():
+        d = gain["over_seeds"]
+        t = "" if d["paired_t"] is None else f", paired t = {d['paired_t']:.2f}"
+        per_seed = ", ".join(f"{v:+.3f} (seed {s})" for v, s in
+                             zip(gain["mean_per_seed"], seeds, strict=True))
+        lines.append(f"- {describe(key)} against no KD: MCC {per_seed}; on the folds averaged "
+                     f"over the seeds {d['mean']:+.3f} (± {d['std']:.3f} over folds{t}, better "
+                     f"in {d['wins']} of {d['folds']}). From one seed to another a fold's gain "
+                     f"moves by ± {gain['seed_spread']:.3f}.")
+    return "\n".join(lines)
+
+
 def targets_markdown(targets: dict[str, Any]) -> str:
     """The heterogeneous-target table (Markdown), one row per actual device run."""
     lines = ["| student | variant | device | latency p50 | max / deadline | flash | "
@@ -135,7 +172,7 @@ def _bytes(value: int | None, limit: int | None = None) -> str:
 
 
 def markdown(evaluation: dict[str, Any], targets: dict[str, Any] | None,
-             images: list[str]) -> str:
+             images: list[str], seeds: dict[str, Any] | None = None) -> str:
     data, training = evaluation["data"], evaluation["training"]
     framing = evaluation["framing"]
     classes = ", ".join(f"{name} {n}" for name, n in zip(data["class_names"],
@@ -158,6 +195,11 @@ def markdown(evaluation: dict[str, Any], targets: dict[str, Any] | None,
         "## What the differences say", findings(evaluation),
         "## MCC per fold", fold_table(evaluation),
     ]
+    if seeds is not None:
+        parts += ["## Seed to seed",
+                  f"The same evaluation trained with seeds {', '.join(map(str, seeds['seeds']))}"
+                  f" (`{'`, `'.join(seeds['directories'])}`), over the "
+                  f"{len(seeds['folds'])} folds they share.", seeds_markdown(seeds)]
     if targets is not None:
         fold = f" (models of fold {targets['fold']})" if targets["fold"] else ""
         parts += [f"## The same students on every target{fold}",

@@ -237,3 +237,62 @@ def paired_difference(a: list[float], b: list[float]) -> dict[str, Any]:
     spread = _mean_std(b)["std"]
     return stats | {"paired_t": t, "wins": int((diff > 0).sum()), "folds": len(diff),
                     "fold_spread": spread, "exceeds_spread": bool(abs(diff.mean()) > spread)}
+
+
+def compare_seeds(directories: list[Path]) -> dict[str, Any]:
+    """Evaluations that differ only in the training seed (`harness evaluate --seed`), over the
+    folds they share: how far each model's per-fold MCC moves from seed to seed, and the KD gain
+    with each seed and on the seed-averaged folds, so that a gain can be weighed against the
+    noise of training itself."""
+    if len(directories) < 2:
+        raise HarnessError("comparing seeds needs at least two evaluation directories")
+    evaluations = [_evaluation(d) for d in directories]
+    first = _plan_without_seed(directories[0])
+    for directory in directories[1:]:
+        if _plan_without_seed(directory) != first:
+            raise HarnessError(f"{directory} is not the evaluation of {directories[0]} with "
+                               f"another seed: its data or options differ (see plan.json)")
+    seeds = [e["training"]["seed"] for e in evaluations]
+    if len(set(seeds)) < len(seeds):
+        raise HarnessError(f"the evaluations repeat a seed ({seeds}): give each its own --seed")
+    folds = [a for a in evaluations[0]["folds"] if all(a in e["folds"] for e in evaluations)]
+    if len(folds) < 2:
+        raise HarnessError(f"the evaluations share {len(folds)} finished fold(s); at least two "
+                           f"are needed to compare seeds")
+
+    def mcc(key: str) -> np.ndarray:  # [seed, fold]
+        return np.array([[e["per_fold"][key]["mcc"][e["folds"].index(a)] for a in folds]
+                         for e in evaluations])
+
+    def seed_spread(values: np.ndarray) -> float:  # pooled within-fold std over the seeds
+        return float(np.sqrt(values.var(axis=0, ddof=1).mean()))
+
+    keys = model_keys(tuple(first["students"]), first["multi_level"],
+                      tuple(first["word_lengths"]))
+    models = {key: {"fold_mean_per_seed": mcc(key).mean(axis=1).tolist(),
+                    "seed_spread": seed_spread(mcc(key))} for key in keys}
+    kd = {}
+    for key in keys:
+        kind, name = key.split("/") if "/" in key else (key, "")
+        if name not in FLOAT_MODELS or name == "student_no_kd":
+            continue
+        gain = mcc(key) - mcc(f"{kind}/student_no_kd")
+        kd[key] = {"mean_per_seed": gain.mean(axis=1).tolist(),
+                   "seed_spread": seed_spread(gain),
+                   "over_seeds": paired_difference(mcc(key).mean(axis=0).tolist(),
+                                                   mcc(f"{kind}/student_no_kd").mean(axis=0)
+                                                   .tolist())}
+    return {"directories": [str(d) for d in directories], "seeds": seeds, "folds": folds,
+            "models": models, "kd": kd}
+
+
+def _evaluation(directory: Path) -> dict[str, Any]:
+    if not (directory / "evaluation.json").exists():
+        raise HarnessError(f"{directory} holds no evaluation.json: run `harness evaluate "
+                           f"--out {directory}` first")
+    return read_json(directory / "evaluation.json")
+
+
+def _plan_without_seed(directory: Path) -> dict[str, Any]:
+    plan = read_json(directory / "plan.json")
+    return plan | {"training": {k: v for k, v in plan["training"].items() if k != "seed"}}

@@ -3,6 +3,7 @@ a tiny synthetic recording with tiny models."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from harness.report import write_report
 from harness.targets import DEVICES, retarget, targets_table
 from models.crossval import (
     EvaluationOptions,
+    compare_seeds,
     describe,
     leave_one_animal_out,
     merge_rare_classes,
@@ -45,6 +47,15 @@ def recording():
 def evaluation_dir(recording, tmp_path_factory):
     out = tmp_path_factory.mktemp("loao")
     leave_one_animal_out(recording, out, OPTIONS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed_1_dir(recording, tmp_path_factory):
+    """The evaluation of `evaluation_dir` trained with another seed."""
+    out = tmp_path_factory.mktemp("loao-seed-1")
+    options = dataclasses.replace(OPTIONS, train=dataclasses.replace(OPTIONS.train, seed=1))
+    leave_one_animal_out(recording, out, options)
     return out
 
 
@@ -97,6 +108,50 @@ def test_a_paired_difference_weighs_the_mean_against_spread_and_folds():
     assert d["exceeds_spread"] is False
     assert paired_difference([0.9, 0.8], [0.1, 0.2])["exceeds_spread"] is True
     assert paired_difference([0.5], [0.4])["paired_t"] is None
+
+
+def test_seeds_are_compared_fold_by_fold(evaluation_dir, seed_1_dir, tmp_path):
+    runs = [read_json(d / "evaluation.json") for d in (evaluation_dir, seed_1_dir)]
+    comparison = compare_seeds([evaluation_dir, seed_1_dir])
+    assert comparison["seeds"] == [0, 1]
+    assert comparison["folds"] == list(OPTIONS.folds)
+
+    def mcc(key):  # [seed, fold]
+        return np.array([run["per_fold"][key]["mcc"] for run in runs])
+
+    teacher = comparison["models"]["teacher"]
+    assert teacher["fold_mean_per_seed"] == pytest.approx(mcc("teacher").mean(axis=1))
+    assert teacher["seed_spread"] == pytest.approx(
+        np.sqrt(np.mean(np.var(mcc("teacher"), axis=0, ddof=1))))
+    gain = mcc("gru_mlp/student_kd") - mcc("gru_mlp/student_no_kd")
+    kd = comparison["kd"]["gru_mlp/student_kd"]
+    assert kd["mean_per_seed"] == pytest.approx(gain.mean(axis=1))
+    assert kd["over_seeds"]["mean"] == pytest.approx(gain.mean())
+    assert kd["over_seeds"]["std"] == pytest.approx(np.std(gain.mean(axis=0), ddof=1))
+    assert set(comparison["kd"]) == {f"{k}/{n}" for k in OPTIONS.students
+                                     for n in ("student_kd", "student_mlkd")}
+
+    assert main(["report", str(evaluation_dir), "--out", str(tmp_path / "report"),
+                 "--seeds", str(seed_1_dir)]) == 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "## Seed to seed" in page
+    assert f"| ResNet teacher | {mcc('teacher')[0].mean():.3f} | {mcc('teacher')[1].mean():.3f}" \
+        in page
+    assert read_json(tmp_path / "report" / "seeds.json") == json.loads(json.dumps(comparison))
+
+
+def test_only_the_same_evaluation_with_another_seed_compares(evaluation_dir, tmp_path):
+    with pytest.raises(HarnessError, match="repeat a seed"):
+        compare_seeds([evaluation_dir, evaluation_dir])
+    other = tmp_path / "other"
+    shutil.copytree(evaluation_dir, other)
+    plan = read_json(other / "plan.json")
+    plan["training"]["epochs"] += 1
+    (other / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(HarnessError, match="data or options differ"):
+        compare_seeds([evaluation_dir, other])
+    with pytest.raises(HarnessError, match="at least two"):
+        compare_seeds([evaluation_dir])
 
 
 def test_the_quantized_rows_are_the_kd_student_in_fixed_point(evaluation_dir):
