@@ -23,12 +23,12 @@ matplotlib.use("Agg")  # files only: no display on a CI machine
 import matplotlib.pyplot as plt
 import numpy as np
 
-from harness.errors import RunDirectoryError
 from models.crossval import (
     FLOAT_MODELS,
     MULTI_LEVEL_STUDENT,
     compare_seeds,
     describe,
+    load_evaluation,
     model_keys,
 )
 from models.pipeline import read_json, write_json
@@ -41,10 +41,7 @@ def write_report(directory: Path, out: Path | None = None,
                  seeds: tuple[Path, ...] = ()) -> Path:
     """Render DIR's evaluation (and targets table; and, given `seeds`, the same evaluation with
     other seeds) to OUT/report.md; returns its path."""
-    if not (directory / "evaluation.json").exists():
-        raise RunDirectoryError(f"{directory} holds no evaluation.json: run `harness evaluate "
-                                f"--out {directory}` first")
-    evaluation = read_json(directory / "evaluation.json")
+    evaluation = load_evaluation(directory)
     targets = read_json(directory / "targets.json") if (directory / "targets.json").exists() \
         else None
     comparison = compare_seeds([directory, *seeds]) if seeds else None

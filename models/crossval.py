@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RunDirectoryError
 from models.pipeline import (
     MULTI_LEVEL_STUDENT,
     WORD_LENGTHS,
@@ -200,11 +200,8 @@ def summarize(out: Path) -> dict[str, Any]:
                  for key in keys}
     comparisons = {}
     for kind in plan["students"]:
-        base = f"{kind}/student_no_kd"
-        for name in ("student_kd", MULTI_LEVEL_STUDENT):
-            if f"{kind}/{name}" in per_fold:
-                comparisons[f"{kind}/{name}"] = paired_difference(
-                    per_fold[f"{kind}/{name}"]["mcc"], per_fold[base]["mcc"])
+        for key, base in kd_pairs((kind,), keys):
+            comparisons[key] = paired_difference(per_fold[key]["mcc"], per_fold[base]["mcc"])
         for bits in plan["word_lengths"]:
             comparisons[f"{kind}/q{bits}"] = paired_difference(
                 per_fold[f"{kind}/q{bits}"]["mcc"], per_fold[f"{kind}/student_kd"]["mcc"])
@@ -217,6 +214,12 @@ def summarize(out: Path) -> dict[str, Any]:
     }
     write_json(out / "evaluation.json", evaluation)
     return evaluation
+
+
+def kd_pairs(students: tuple[str, ...], keys: list[str]) -> list[tuple[str, str]]:
+    """(distilled student, the same kind without KD) for each of `students` among `keys`."""
+    return [(f"{kind}/{name}", f"{kind}/student_no_kd") for kind in students
+            for name in ("student_kd", MULTI_LEVEL_STUDENT) if f"{kind}/{name}" in keys]
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -246,7 +249,7 @@ def compare_seeds(directories: list[Path]) -> dict[str, Any]:
     noise of training itself."""
     if len(directories) < 2:
         raise HarnessError("comparing seeds needs at least two evaluation directories")
-    evaluations = [_evaluation(d) for d in directories]
+    evaluations = [load_evaluation(d) for d in directories]
     first = _plan_without_seed(directories[0])
     for directory in directories[1:]:
         if _plan_without_seed(directory) != first:
@@ -269,27 +272,25 @@ def compare_seeds(directories: list[Path]) -> dict[str, Any]:
 
     keys = model_keys(tuple(first["students"]), first["multi_level"],
                       tuple(first["word_lengths"]))
-    models = {key: {"fold_mean_per_seed": mcc(key).mean(axis=1).tolist(),
-                    "seed_spread": seed_spread(mcc(key))} for key in keys}
+    scores = {key: mcc(key) for key in keys}
+    models = {key: {"fold_mean_per_seed": s.mean(axis=1).tolist(), "seed_spread": seed_spread(s)}
+              for key, s in scores.items()}
     kd = {}
-    for key in keys:
-        kind, name = key.split("/") if "/" in key else (key, "")
-        if name not in FLOAT_MODELS or name == "student_no_kd":
-            continue
-        gain = mcc(key) - mcc(f"{kind}/student_no_kd")
+    for key, base in kd_pairs(tuple(first["students"]), keys):
+        gain = scores[key] - scores[base]
         kd[key] = {"mean_per_seed": gain.mean(axis=1).tolist(),
                    "seed_spread": seed_spread(gain),
-                   "over_seeds": paired_difference(mcc(key).mean(axis=0).tolist(),
-                                                   mcc(f"{kind}/student_no_kd").mean(axis=0)
-                                                   .tolist())}
+                   "over_seeds": paired_difference(scores[key].mean(axis=0).tolist(),
+                                                   scores[base].mean(axis=0).tolist())}
     return {"directories": [str(d) for d in directories], "seeds": seeds, "folds": folds,
             "models": models, "kd": kd}
 
 
-def _evaluation(directory: Path) -> dict[str, Any]:
+def load_evaluation(directory: Path) -> dict[str, Any]:
+    """DIR/evaluation.json, or an error that says which command writes it."""
     if not (directory / "evaluation.json").exists():
-        raise HarnessError(f"{directory} holds no evaluation.json: run `harness evaluate "
-                           f"--out {directory}` first")
+        raise RunDirectoryError(f"{directory} holds no evaluation.json: run `harness evaluate "
+                                f"--out {directory}` first")
     return read_json(directory / "evaluation.json")
 
 
