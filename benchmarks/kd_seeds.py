@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from device_sim.targets import load_target
-from models.pipeline import DataSource, Framing, ModelSizes, TrainOptions, quantize_run, train_run
-from models.training import TrainConfig
+from device_sim.targets import Framing, load_target
+from models.config import ModelSizes, TrainConfig, TrainOptions
+from models.pipeline import DataSource, quantize_run, train_run
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from typing import IO
 
 import serial
 
-from harness.errors import DeviceTimeoutError, EmulatorError
+from device_sim.errors import DeviceTimeoutError, EmulatorError
 
 STOP_TIMEOUT_S = 5.0
 

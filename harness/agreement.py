@@ -1,39 +1,73 @@
 """What a device run asserts, against the float model and the integer reference on the same
 windows (DESIGN.md, "Agreement"), and the report that carries it.
 
-Every check has a name; a run passes when the list of failed checks is empty. Thresholds come
-from the target profile's [thresholds] and [budget], overridden by pyproject.toml
-([tool.harness.thresholds]) and the command line, in that order.
+Four checks, each usable on its own: exactness (device logits against the integer reference),
+agreement (top-1 against the float model, missed windows, accuracy and MCC against the labels),
+latency (against the budget and the real-time deadline) and memory (flash, RAM, stack). Each
+returns its section of the report and the failures it found, as "name: detail"; `evaluate` runs
+all four, and a run passes when no check failed.
+
+Thresholds come from the target profile (common.toml, then the profile's [thresholds] and
+[budget]), overridden by pyproject.toml ([tool.harness.thresholds]) and the command line, in
+that order.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from device_sim.targets import TargetProfile
-from harness.errors import HarnessError
+from harness.errors import ReportError, ThresholdError
 from models.metrics import classification_metrics
 
+SCHEMA_VERSION = 1  # of report.json; bump when a field changes meaning or goes away
 
-def thresholds(profile: TargetProfile, overrides: dict[str, float] | None = None,
-               pyproject: Path | None = Path("pyproject.toml")) -> dict[str, float]:
-    """The profile's thresholds, then pyproject.toml's, then explicit overrides."""
-    merged = dict(profile.thresholds) | {
-        "latency_share_of_hop": profile.latency_share_of_hop,
-        "cycles_per_instruction": profile.cycles_per_instruction}
-    if pyproject is not None and pyproject.is_file():
-        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
-        merged |= table.get("thresholds", {})
-    for name, value in (overrides or {}).items():
-        if name not in merged:
-            raise HarnessError(f"unknown threshold {name!r}; known: {', '.join(sorted(merged))}")
-        merged[name] = float(value)
-    return merged
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a run must reach to pass, and the budget its latency is held to."""
+
+    min_int_exact_fraction: float
+    max_missed_windows: float
+    min_float_top1_agreement_q16: float
+    min_float_top1_agreement_q8: float
+    min_float_top1_agreement_f32: float
+    latency_share_of_hop: float
+    cycles_per_instruction: float
+
+    def min_float_agreement(self, variant: str) -> float:
+        return getattr(self, f"min_float_top1_agreement_{variant}")
+
+    @classmethod
+    def resolve(cls, profile: TargetProfile, overrides: dict[str, float] | None = None,
+                pyproject: Path | None = Path("pyproject.toml")) -> Thresholds:
+        """The profile's thresholds, then pyproject.toml's, then explicit overrides."""
+        merged: dict[str, float] = dict(profile.thresholds) | {
+            "latency_share_of_hop": profile.latency_share_of_hop,
+            "cycles_per_instruction": profile.cycles_per_instruction}
+        if pyproject is not None and pyproject.is_file():
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
+            merged |= _known(table.get("thresholds", {}), f"{pyproject} [tool.harness.thresholds]")
+        merged |= _known(overrides or {}, "--threshold")
+        try:
+            return cls(**{name: float(value) for name, value in merged.items()})
+        except (TypeError, ValueError) as error:
+            raise ThresholdError(f"thresholds of target {profile.name!r}: {error}") from error
+
+
+def _known(values: dict[str, Any], where: str) -> dict[str, Any]:
+    names = [f.name for f in dataclasses.fields(Thresholds)]
+    if unknown := sorted(set(values) - set(names)):
+        raise ThresholdError(f"{where}: unknown threshold(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(names)}")
+    return values
 
 
 @dataclass
@@ -54,142 +88,281 @@ class DeviceRun:
     link: dict[str, Any]
     device: dict[str, Any]
 
+    @property
+    def received(self) -> np.ndarray:
+        """Which windows got a result."""
+        return np.array([c is not None for c in self.class_index], dtype=bool)
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The device's class per window, -1 where none came back."""
+        return np.array([c if c is not None else -1 for c in self.class_index])
+
+
+# --- the report's sections -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scores:
+    """One figure for the device's classes and for the float model's, on the same windows."""
+
+    device: float
+    float: float
+
+
+@dataclass(frozen=True)
+class Exactness:
+    int_exact_fraction: float | None  # None for the float32 variant
+    first_mismatch: int | None
+    float_max_abs_logit_error: float | None  # float32 variant only
+
+
+@dataclass(frozen=True)
+class Agreement:
+    windows: int
+    missed_windows: int
+    float_top1_agreement: float
+    accuracy: Scores
+    mcc: Scores
+
+
+@dataclass(frozen=True)
+class Latency:
+    unit: str
+    p50: int
+    p99: int
+    max: int
+    budget: int | None  # None where the unit says nothing about the tag (host nanoseconds)
+    deadline: int | None
+    checked: bool
+    share_of_deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    flash: int | None  # None for host programs
+    ram_static: int | None
+    stack_peak: int | None
+    flash_budget: int
+    ram_budget: int
+    stack_reserved: int | None = None
+    ram_used: int | None = None
+
+
+@dataclass
+class RunReport:
+    """report.json of one device run; every reader of a run's figures reads this."""
+
+    target: str
+    backend: str
+    variant: str
+    counter_unit: str
+    realtime: bool
+    windows: int
+    missed_windows: int
+    int_exact_fraction: float | None
+    first_mismatch: int | None
+    float_max_abs_logit_error: float | None
+    float_top1_agreement: float
+    accuracy: Scores
+    mcc: Scores
+    latency: Latency
+    memory: Memory
+    deadline_misses: int | None
+    seconds: float
+    windows_per_second: float | None
+    link: dict[str, Any]
+    device: dict[str, Any]
+    thresholds: Thresholds
+    passed: bool
+    failures: list[str]
+    schema_version: int = SCHEMA_VERSION
+    path: Path | None = field(default=None, compare=False)  # where it was written
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        self.path = path
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ReportError(f"a report of schema {data.get('schema_version')!r}; this "
+                              f"harness reads schema {SCHEMA_VERSION}: run it again")
+        nested = {"accuracy": Scores, "mcc": Scores, "latency": Latency, "memory": Memory,
+                  "thresholds": Thresholds}
+        return cls(**data | {key: kind(**data[key]) for key, kind in nested.items()})
+
+    @classmethod
+    def read(cls, path: Path) -> RunReport:
+        try:
+            report = cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as error:
+            raise ReportError(f"{path} is not a readable report.json: {error}") from error
+        report.path = Path(path)
+        return report
+
+
+# --- the four checks -----------------------------------------------------------------------------
+
+def check_exactness(run: DeviceRun, int_reference: np.ndarray | None, float_logits: np.ndarray,
+                    limits: Thresholds) -> tuple[Exactness, list[str]]:
+    """Fixed point: the share of windows whose logits equal the integer reference bit for bit.
+    Float32: the largest logit error against the float model (reported, not checked)."""
+    got = run.received
+    if int_reference is None:
+        device_logits = np.stack([run.logits[i] for i in np.flatnonzero(got)])
+        error = float(np.abs(device_logits - float_logits[got]).max())
+        return Exactness(None, None, error), []
+    exact = np.array([g and np.array_equal(run.logits[i], int_reference[i])
+                      for i, g in enumerate(got)])
+    fraction = float(exact[got].mean()) if got.any() else 0.0
+    wrong = np.flatnonzero(got & ~exact)
+    first = int(wrong[0]) if len(wrong) else None
+    failures = [] if fraction >= limits.min_int_exact_fraction else [
+        f"int_exact: {fraction:.4f} of windows equal the integer reference (first mismatch at "
+        f"window {first})"]
+    return Exactness(fraction, first, None), failures
+
+
+def check_agreement(run: DeviceRun, float_logits: np.ndarray, labels: np.ndarray,
+                    n_classes: int, limits: Thresholds) -> tuple[Agreement, list[str]]:
+    """Top-1 agreement with the float model, missed windows, and accuracy and MCC against the
+    labels for the device and the float model side by side."""
+    got, device_class = run.received, run.classes
+    float_class = float_logits.argmax(axis=1)
+    agreement = float(np.mean(device_class[got] == float_class[got])) if got.any() else 0.0
+    missed = int(len(got) - got.sum())
+    failures = []
+    minimum = limits.min_float_agreement(run.variant)
+    if agreement < minimum:
+        failures.append(f"float_top1_agreement: {agreement:.4f} < {minimum} top-1 agreement "
+                        "with the float model")
+    if missed > limits.max_missed_windows:
+        failures.append(f"missed_windows: {missed} of {len(got)} windows got no result")
+
+    def scores(metric: str) -> Scores:
+        device = classification_metrics(labels[got], device_class[got], n_classes)
+        float_model = classification_metrics(labels[got], float_class[got], n_classes)
+        return Scores(device[metric], float_model[metric])
+
+    return Agreement(len(got), missed, agreement, scores("accuracy"), scores("mcc")), failures
+
 
 def _percentile(values: np.ndarray, q: float) -> int:
     return int(np.percentile(values, q, method="higher"))
 
 
+def check_latency(run: DeviceRun, profile: TargetProfile,
+                  limits: Thresholds) -> tuple[Latency, list[str]]:
+    """p50, p99 and max per inference in the counter's unit, against the budget (a share of
+    the hop) and the deadline (one hop) at the target clock; real-time runs also against the
+    arrival of the next window. Host nanoseconds are reported, not checked."""
+    unit = run.counter_unit
+    latencies = np.array([v for v in run.latency if v is not None])
+    deadline = profile.in_unit(profile.deadline_cycles, unit)
+    budget = profile.in_unit(profile.deadline_cycles * limits.latency_share_of_hop, unit)
+    p50, p99, worst = _percentile(latencies, 50), _percentile(latencies, 99), int(latencies.max())
+    failures = []
+    if budget is not None and deadline is not None:
+        if p99 > budget:
+            failures.append(f"latency_budget: p99 {p99} {unit} > budget {int(budget)} "
+                            f"({limits.latency_share_of_hop:.0%} of the hop)")
+        if worst > deadline:
+            failures.append(f"deadline: max {worst} {unit} > deadline {int(deadline)} (one hop, "
+                            f"{profile.hop_seconds:.3f} s at {profile.clock_hz / 1e6:g} MHz)")
+    if run.realtime and run.deadline_misses:
+        failures.append(f"realtime: {run.deadline_misses} results arrived after the next "
+                        "window was due")
+    latency = Latency(
+        unit, p50, p99, worst, None if budget is None else int(budget),
+        None if deadline is None else int(deadline), checked=budget is not None,
+        share_of_deadline=None if deadline is None else worst / deadline)
+    return latency, failures
+
+
+def check_memory(run: DeviceRun, profile: TargetProfile) -> tuple[Memory, list[str]]:
+    """Flash and static RAM from the ELF, the stack peak from the device, against the real
+    device's flash and RAM and the stack the firmware reserved."""
+    if run.memory is None:
+        return Memory(None, None, run.stack_peak, profile.flash_bytes, profile.ram_bytes), []
+    flash, static = run.memory["flash"], run.memory["ram_static"]
+    reserved, ram_used = run.memory["stack_reserved"], static + (run.stack_peak or 0)
+    failures = []
+    if flash > profile.flash_bytes:
+        failures.append(f"flash: {flash} B > {profile.flash_bytes} B of flash")
+    if ram_used > profile.ram_bytes:
+        failures.append(f"ram: {ram_used} B (static + stack peak) > {profile.ram_bytes} B of "
+                        "RAM")
+    if run.stack_peak is not None and run.stack_peak > reserved:
+        failures.append(f"stack: stack peak {run.stack_peak} B > {reserved} B reserved")
+    return Memory(flash, static, run.stack_peak, profile.flash_bytes, profile.ram_bytes,
+                  reserved, ram_used), failures
+
+
 def evaluate(run: DeviceRun, profile: TargetProfile, labels: np.ndarray, n_classes: int,
              float_logits: np.ndarray, int_reference: np.ndarray | None,
-             limits: dict[str, float]) -> dict[str, Any]:
-    """The report of one device run; `passed` is True when no check failed."""
-    got = np.array([c is not None for c in run.class_index])
-    n = len(got)
-    missed = int(n - got.sum())
-    failures: list[str] = []
-
-    def check(name: str, ok: bool, detail: str) -> None:
-        if not ok:
-            failures.append(f"{name}: {detail}")
-
-    device_class = np.array([c if c is not None else -1 for c in run.class_index])
-    float_class = float_logits.argmax(axis=1)
-    agreement = float(np.mean(device_class[got] == float_class[got])) if got.any() else 0.0
-
-    exact_fraction = first_mismatch = None
-    float_error = None
-    if int_reference is not None:
-        exact = np.array([g and np.array_equal(run.logits[i], int_reference[i])
-                          for i, g in enumerate(got)])
-        exact_fraction = float(exact[got].mean()) if got.any() else 0.0
-        wrong = np.flatnonzero(got & ~exact)
-        first_mismatch = int(wrong[0]) if len(wrong) else None
-        check("int_exact", exact_fraction >= limits["min_int_exact_fraction"],
-              f"{exact_fraction:.4f} of windows equal the integer reference "
-              f"(first mismatch at window {first_mismatch})")
-    else:
-        device_logits = np.stack([run.logits[i] for i in np.flatnonzero(got)])
-        float_error = float(np.abs(device_logits - float_logits[got]).max())
-    minimum = limits[f"min_float_top1_agreement_{run.variant}"]
-    check("float_top1_agreement", agreement >= minimum,
-          f"{agreement:.4f} < {minimum} top-1 agreement with the float model")
-    check("missed_windows", missed <= limits["max_missed_windows"],
-          f"{missed} of {n} windows got no result")
-
-    def scores(classes: np.ndarray) -> dict[str, float]:
-        m = classification_metrics(labels[got], classes[got], n_classes)
-        return {"accuracy": m["accuracy"], "mcc": m["mcc"]}
-
-    device_scores, float_scores = scores(device_class), scores(float_class)
-
-    latencies = np.array([v for v in run.latency if v is not None])
-    deadline_cycles = profile.deadline_cycles
-    budget = profile.in_unit(deadline_cycles * limits["latency_share_of_hop"], run.counter_unit)
-    deadline = profile.in_unit(deadline_cycles, run.counter_unit)
-    latency = {"unit": run.counter_unit, "p50": _percentile(latencies, 50),
-               "p99": _percentile(latencies, 99), "max": int(latencies.max()),
-               "budget": None if budget is None else int(budget),
-               "deadline": None if deadline is None else int(deadline),
-               "checked": budget is not None}
-    if budget is not None:
-        latency["share_of_deadline"] = latency["max"] / deadline
-        check("latency_budget", latency["p99"] <= budget,
-              f"p99 {latency['p99']} {run.counter_unit} > budget {int(budget)} "
-              f"({limits['latency_share_of_hop']:.0%} of the hop)")
-        check("deadline", latency["max"] <= deadline,
-              f"max {latency['max']} {run.counter_unit} > deadline {int(deadline)} (one hop, "
-              f"{profile.hop_seconds:.3f} s at {profile.clock_hz / 1e6:g} MHz)")
-    if run.realtime:
-        check("realtime", run.deadline_misses == 0,
-              f"{run.deadline_misses} results arrived after the next window was due")
-
-    memory: dict[str, Any] = {"flash": None, "ram_static": None, "stack_peak": run.stack_peak,
-                              "flash_budget": profile.flash_bytes,
-                              "ram_budget": profile.ram_bytes}
-    if run.memory is not None:
-        memory |= {"flash": run.memory["flash"], "ram_static": run.memory["ram_static"],
-                   "stack_reserved": run.memory["stack_reserved"]}
-        check("flash", memory["flash"] <= profile.flash_bytes,
-              f"{memory['flash']} B > {profile.flash_bytes} B of flash")
-        ram_used = memory["ram_static"] + (run.stack_peak or 0)
-        memory["ram_used"] = ram_used
-        check("ram", ram_used <= profile.ram_bytes,
-              f"{ram_used} B (static + stack peak) > {profile.ram_bytes} B of RAM")
-        if run.stack_peak is not None:
-            check("stack", run.stack_peak <= run.memory["stack_reserved"],
-                  f"stack peak {run.stack_peak} B > {run.memory['stack_reserved']} B reserved")
-    return {
-        "target": profile.name, "backend": run.backend, "variant": run.variant,
-        "counter_unit": run.counter_unit, "realtime": run.realtime,
-        "windows": n, "missed_windows": missed,
-        "int_exact_fraction": exact_fraction, "first_mismatch": first_mismatch,
-        "float_max_abs_logit_error": float_error,
-        "float_top1_agreement": agreement,
-        "accuracy": {"device": device_scores["accuracy"], "float": float_scores["accuracy"]},
-        "mcc": {"device": device_scores["mcc"], "float": float_scores["mcc"]},
-        "latency": latency, "memory": memory,
-        "deadline_misses": run.deadline_misses if run.realtime else None,
-        "seconds": round(run.seconds, 2),
-        "windows_per_second": round(n / run.seconds, 2) if run.seconds > 0 else None,
-        "link": run.link, "device": run.device,
-        "thresholds": limits,
-        "passed": not failures, "failures": failures,
-    }
+             limits: Thresholds) -> RunReport:
+    """The report of one device run: all four checks; `passed` when none failed."""
+    exactness, exact_failures = check_exactness(run, int_reference, float_logits, limits)
+    agreement, agreement_failures = check_agreement(run, float_logits, labels, n_classes, limits)
+    latency, latency_failures = check_latency(run, profile, limits)
+    memory, memory_failures = check_memory(run, profile)
+    failures = [*exact_failures, *agreement_failures, *latency_failures, *memory_failures]
+    return RunReport(
+        target=profile.name, backend=run.backend, variant=run.variant,
+        counter_unit=run.counter_unit, realtime=run.realtime,
+        windows=agreement.windows, missed_windows=agreement.missed_windows,
+        int_exact_fraction=exactness.int_exact_fraction,
+        first_mismatch=exactness.first_mismatch,
+        float_max_abs_logit_error=exactness.float_max_abs_logit_error,
+        float_top1_agreement=agreement.float_top1_agreement,
+        accuracy=agreement.accuracy, mcc=agreement.mcc, latency=latency, memory=memory,
+        deadline_misses=run.deadline_misses if run.realtime else None,
+        seconds=round(run.seconds, 2),
+        windows_per_second=(round(agreement.windows / run.seconds, 2) if run.seconds > 0
+                            else None),
+        link=run.link, device=run.device, thresholds=limits,
+        passed=not failures, failures=failures)
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: RunReport) -> str:
     """The agreement table a person reads at the end of a run."""
-    lat, mem = report["latency"], report["memory"]
-    unit = lat["unit"]
+    lat, mem = report.latency, report.memory
+    unit = lat.unit
 
     def kb(value: int | None) -> str:
         return "n/a" if value is None else f"{value / 1024:.1f} KB"
 
-    exact = ("n/a (float)" if report["int_exact_fraction"] is None
-             else f"{report['int_exact_fraction']:.4f}")
+    exact = ("n/a (float)" if report.int_exact_fraction is None
+             else f"{report.int_exact_fraction:.4f}")
     rows = [
-        ("windows (missed)", f"{report['windows']} ({report['missed_windows']})"),
+        ("windows (missed)", f"{report.windows} ({report.missed_windows})"),
         ("integer exactness", exact),
-        ("top-1 agreement with float", f"{report['float_top1_agreement']:.4f}"),
+        ("top-1 agreement with float", f"{report.float_top1_agreement:.4f}"),
         ("accuracy device / float",
-         f"{report['accuracy']['device']:.3f} / {report['accuracy']['float']:.3f}"),
-        ("MCC device / float", f"{report['mcc']['device']:.3f} / {report['mcc']['float']:.3f}"),
-        (f"latency p50 / p99 / max ({unit})", f"{lat['p50']:,} / {lat['p99']:,} / {lat['max']:,}"),
+         f"{report.accuracy.device:.3f} / {report.accuracy.float:.3f}"),
+        ("MCC device / float", f"{report.mcc.device:.3f} / {report.mcc.float:.3f}"),
+        (f"latency p50 / p99 / max ({unit})", f"{lat.p50:,} / {lat.p99:,} / {lat.max:,}"),
     ]
-    if lat["checked"]:
+    if lat.checked:
         rows.append((f"budget / deadline ({unit})",
-                     f"{lat['budget']:,} / {lat['deadline']:,} "
-                     f"(max is {lat['share_of_deadline']:.1%} of the deadline)"))
-    if mem["flash"] is not None:
-        rows += [("flash used / budget", f"{kb(mem['flash'])} / {kb(mem['flash_budget'])}"),
+                     f"{lat.budget:,} / {lat.deadline:,} "
+                     f"(max is {lat.share_of_deadline:.1%} of the deadline)"))
+    if mem.flash is not None:
+        rows += [("flash used / budget", f"{kb(mem.flash)} / {kb(mem.flash_budget)}"),
                  ("RAM static + stack peak / budget",
-                  f"{kb(mem['ram_static'])} + {kb(mem['stack_peak'])} / "
-                  f"{kb(mem['ram_budget'])}")]
-    rows.append(("windows per second", f"{report['windows_per_second']}"))
-    title = (f"{report['target']} on {report['backend']}, {report['variant']}"
-             f"{' (real time)' if report['realtime'] else ''}")
+                  f"{kb(mem.ram_static)} + {kb(mem.stack_peak)} / {kb(mem.ram_budget)}")]
+    rows.append(("windows per second", f"{report.windows_per_second}"))
+    title = (f"{report.target} on {report.backend}, {report.variant}"
+             f"{' (real time)' if report.realtime else ''}")
     width = max(len(name) for name, _ in rows)
     lines = [title, "-" * len(title)]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
-    lines.append("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
+    lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)

@@ -3,7 +3,7 @@
     harness train    --data PATH | --synthetic  --out RUN_DIR  [--epochs N] [--seed N] ...
     harness quantize RUN_DIR [--bits 16 8]
     harness export   RUN_DIR
-    harness run      RUN_DIR --target eartag|collar --backend qemu|native|serial [--variant V]
+    harness run      RUN_DIR --target TARGET --backend BACKEND [--variant V]
     harness evaluate --data PATH --out DIR [--folds ID,ID | --max-folds N]   (leave one animal out)
     harness targets  DIR       (the same students on the host, the ear tag and the collar)
     harness report   DIR  [--seeds DIR ...]  (Markdown and PNG plots of an evaluation)
@@ -16,18 +16,31 @@ unknown option value.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from device_sim.targets import load_target, target_names
+from device_sim.appbuild import VARIANTS
+from device_sim.backends import DEFAULT_BACKEND, backend_names, registry
+from device_sim.targets import DEFAULT_TARGET, load_target, target_names
 from harness.errors import HarnessError
+from models.config import (
+    STUDENT_KINDS,
+    WORD_LENGTHS,
+    DemoOptions,
+    EvaluationOptions,
+    ModelSizes,
+    TrainConfig,
+    TrainOptions,
+)
 from models.pipeline import DataSource
-from models.training import TrainConfig
+from models.rundir import DEPLOYED_STUDENT
 
 DATA_DEFAULTS = DataSource()
-TRAIN_DEFAULTS = TrainConfig()
+DEMO = DemoOptions()
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -50,7 +63,7 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
     which.add_argument("--synthetic", action="store_true",
                        help="a generated recording (synthetic, not animal data)")
     source.add_argument("--units", default=None, choices=["g", "m/s2", "counts"],
-                        help="acceleration units (default: g for tables, m/s2 for bouts)")
+                        help="acceleration units (g for tables, m/s2 for bouts unless given)")
     source.add_argument("--scale", type=float, help="g per count, with --units counts")
     source.add_argument("--source-rate", type=float, metavar="HZ",
                         help="sample rate of the recording when it has no time column")
@@ -58,10 +71,12 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
                         help="leave out bouts whose median |a| is far from 1 g (reported "
                              "either way)")
     table = parser.add_argument_group("table columns")
-    for column in ("time", "x", "y", "z", "label", "animal"):
+    for column, what in (("time", "time in seconds or a timestamp; empty for none"),
+                         ("x", "x acceleration"), ("y", "y acceleration"),
+                         ("z", "z acceleration"), ("label", "behaviour label"),
+                         ("animal", "animal id; empty for none")):
         table.add_argument(f"--{column}-column", default=getattr(DATA_DEFAULTS.columns, column),
-                           metavar="NAME", help="empty for none" if column in ("time", "animal")
-                           else None)
+                           metavar="NAME", help=f"column of the {what}")
     bouts = parser.add_argument_group("bout folders")
     bouts.add_argument("--axes", type=_str_tuple, default=DATA_DEFAULTS.axes,
                        metavar="X,Y,Z", help="the three axis columns of each bout file")
@@ -71,10 +86,10 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
                        default=DATA_DEFAULTS.label_from,
                        help="take a bout's label from its file name or its folder")
     bouts.add_argument("--bout-time-column", default=DATA_DEFAULTS.bout_time_column,
-                       metavar="NAME")
+                       metavar="NAME", help="the time column of each bout file; empty for none")
     synthetic = parser.add_argument_group("synthetic recording")
     synthetic.add_argument("--synthetic-animals", type=int,
-                           default=DATA_DEFAULTS.synthetic_animals)
+                           default=DATA_DEFAULTS.synthetic_animals, help="animals")
     synthetic.add_argument("--synthetic-seconds", type=float,
                            default=DATA_DEFAULTS.synthetic_seconds, help="seconds per bout")
     synthetic.add_argument("--synthetic-bouts", type=int, default=DATA_DEFAULTS.synthetic_bouts,
@@ -98,55 +113,66 @@ def _data_source(args: argparse.Namespace) -> DataSource:
 
 
 def _framing(args: argparse.Namespace):
-    from models.pipeline import Framing
+    from device_sim.targets import Framing
 
     framing = Framing.of(load_target(args.target))
     return Framing(rate_hz=args.rate or framing.rate_hz, window=args.window or framing.window,
                    hop=args.hop or framing.hop, target=framing.target)
 
 
-def _add_model_options(parser: argparse.ArgumentParser,
-                       teacher_filters: tuple[int, ...] = (64, 128, 128)) -> None:
+def _add_model_options(parser: argparse.ArgumentParser, sizes: ModelSizes,
+                       train: TrainConfig) -> None:
+    """Model sizes and training settings, with `sizes` and `train` as their defaults."""
     model = parser.add_argument_group("models")
-    model.add_argument("--student", choices=["gru_mlp", "mlp"], default="gru_mlp")
-    model.add_argument("--hidden", type=int, default=64, help="GRU hidden units")
-    model.add_argument("--perceptron", type=int, default=64, help="input perceptron width")
-    model.add_argument("--head", type=int, default=32, help="MLP head width of the GRU-MLP")
-    model.add_argument("--mlp-pool", type=int, default=8)
-    model.add_argument("--mlp-hidden", type=_int_tuple, default=(64, 32), metavar="N,N")
-    model.add_argument("--teacher-filters", type=_int_tuple, default=teacher_filters,
-                       metavar="N,N,N")
+    model.add_argument("--student", choices=STUDENT_KINDS, default=sizes.student,
+                       help="student kind")
+    model.add_argument("--hidden", type=int, default=sizes.hidden, help="GRU hidden units")
+    model.add_argument("--perceptron", type=int, default=sizes.perceptron,
+                       help="input perceptron width")
+    model.add_argument("--head", type=int, default=sizes.head,
+                       help="MLP head width of the GRU-MLP")
+    model.add_argument("--mlp-pool", type=int, default=sizes.mlp_pool,
+                       help="the MLP student's pooling over time")
+    model.add_argument("--mlp-hidden", type=_int_tuple, default=sizes.mlp_hidden, metavar="N,N",
+                       help="the MLP student's hidden layers")
+    model.add_argument("--teacher-filters", type=_int_tuple, default=sizes.teacher_filters,
+                       metavar="N,N,N", help="filters of the teacher's three residual stages")
     kd = parser.add_argument_group("training and distillation")
-    kd.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size)
-    kd.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr)
-    kd.add_argument("--temperature", type=float, default=TRAIN_DEFAULTS.temperature)
-    kd.add_argument("--alpha", type=float, default=TRAIN_DEFAULTS.alpha,
+    kd.add_argument("--epochs", type=int, default=train.epochs, help="at most this many epochs")
+    kd.add_argument("--batch-size", type=int, default=train.batch_size, help="windows per batch")
+    kd.add_argument("--lr", type=float, default=train.lr, help="Adam learning rate")
+    kd.add_argument("--temperature", type=float, default=train.temperature,
+                    help="KD temperature")
+    kd.add_argument("--alpha", type=float, default=train.alpha,
                     help="weight of the distillation term")
-    kd.add_argument("--feature-weight", type=float, default=TRAIN_DEFAULTS.feature_weight,
+    kd.add_argument("--feature-weight", type=float, default=train.feature_weight,
                     help="weight of the stage-feature term of multi-level KD")
+    kd.add_argument("--patience", type=int, default=train.patience,
+                    help="early stopping after this many epochs without progress (0: off)")
+    kd.add_argument("--val-fraction", type=float, default=train.val_fraction,
+                    help="training windows set aside to choose the epoch")
+    kd.add_argument("--seed", type=int, default=train.seed, help="seed of everything random")
     kd.add_argument("--no-class-weights", action="store_true",
                     help="plain cross-entropy instead of inverse-frequency class weights")
     kd.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _model_sizes(args: argparse.Namespace):
-    from models.pipeline import ModelSizes
-
+def _model_sizes(args: argparse.Namespace) -> ModelSizes:
     return ModelSizes(student=args.student, hidden=args.hidden, perceptron=args.perceptron,
                       head=args.head, mlp_pool=args.mlp_pool, mlp_hidden=args.mlp_hidden,
                       teacher_filters=args.teacher_filters)
 
 
-def _train_config(args: argparse.Namespace, **early_stopping: float) -> TrainConfig:
+def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        seed=args.seed, class_weights=not args.no_class_weights,
                        temperature=args.temperature, alpha=args.alpha,
                        feature_weight=args.feature_weight, progress=not args.quiet,
-                       **early_stopping)
+                       val_fraction=args.val_fraction, patience=args.patience)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.pipeline import TrainOptions, train_run
+    from models.pipeline import train_run
 
     framing = _framing(args)
     recording = _data_source(args).load(framing.rate_hz, seed=args.seed)
@@ -168,13 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from models.crossval import (
-        EvaluationOptions,
-        describe,
-        leave_one_animal_out,
-        merge_rare_classes,
-        model_keys,
-    )
+    from models.crossval import describe, leave_one_animal_out, merge_rare_classes, model_keys
 
     framing = _framing(args)
     recording = _data_source(args).load(framing.rate_hz, seed=args.seed)
@@ -184,8 +204,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     folds = args.folds or tuple(animals[:args.max_folds] if args.max_folds else animals)
     print(f"recording: {recording.source}; classes {', '.join(recording.class_names)}; "
           f"{len(animals)} animals; folds: {', '.join(folds)}", file=sys.stderr)
-    train = _train_config(args, val_fraction=args.val_fraction, patience=args.patience)
-    options = EvaluationOptions(framing, _model_sizes(args), train, students=args.students,
+    options = EvaluationOptions(framing, _model_sizes(args), _train_config(args),
+                                students=args.students,
                                 multi_level=not args.no_multi_level, train_hop=args.train_hop,
                                 folds=folds)
 
@@ -207,12 +227,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from harness.report import targets_markdown
-    from harness.targets import targets_table
+    from harness.evaluation_report import targets_markdown
+    from harness.target_table import targets_table
 
-    def progress(report: dict) -> None:
-        print(f"{report['target']:7s} {report['backend']:7s} {report['variant']:4s} "
-              f"{report['latency']['p50']:>12,} {report['latency']['unit']}", file=sys.stderr)
+    def progress(report) -> None:
+        print(f"{report.target:7s} {report.backend:7s} {report.variant:4s} "
+              f"{report.latency.p50:>12,} {report.latency.unit}", file=sys.stderr)
 
     table = targets_table(args.directory, args.fold, variants=args.variants,
                           max_windows=args.max_windows, float_windows=args.float_windows,
@@ -223,7 +243,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.evaluation_report import write_report
 
     print(f"report: {write_report(args.directory, args.out, tuple(args.seeds))}")
     return 0
@@ -269,16 +289,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                          report=args.report)
     report = run_on_device(args.run_dir, options, recording)
     print(format_report(report))
-    print(f"report: {report['path']}")
-    return 0 if report["passed"] else 1
+    print(f"report: {report.path}")
+    return 0 if report.passed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic recording -> teacher and students -> 16/8-bit DQ -> C -> firmware on the
     emulated ear tag and collar -> agreement tables."""
+    from device_sim.targets import Framing
     from harness.agreement import format_report
     from harness.run import RunOptions, run_on_device
-    from models.pipeline import Framing, ModelSizes, TrainOptions, make_run
+    from models.pipeline import make_run
 
     summary = []
     for name in args.targets:
@@ -287,9 +308,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         framing = Framing.of(target)
         recording = DataSource().load(framing.rate_hz, seed=args.seed)
         print(f"\n=== {target.name}: {target.description}\nrecording: {recording.source}")
-        sizes = ModelSizes(teacher_filters=(32, 64, 64))
-        train = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-        metrics, quantized, export = make_run(recording, out, TrainOptions(framing, sizes, train))
+        train = dataclasses.replace(DEMO.train, epochs=args.epochs, seed=args.seed,
+                                    progress=not args.quiet)
+        metrics, quantized, export = make_run(recording, out,
+                                              TrainOptions(framing, DEMO.sizes, train))
         print(_model_table(metrics, quantized, export))
         for variant, windows in (("q16", args.max_windows), ("f32", args.float_windows)):
             report = run_on_device(out, RunOptions(target=name, backend=args.backend,
@@ -298,12 +320,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             summary.append(report)
     print("\n=== summary")
     for r in summary:
-        lat, mem = r["latency"], r["memory"]
-        exact = "n/a" if r["int_exact_fraction"] is None else f"{r['int_exact_fraction']:.3f}"
-        print(f"{r['target']:7s} {r['variant']:4s} exact {exact:>5s}  agreement "
-              f"{r['float_top1_agreement']:.3f}  p99 {lat['p99']:>12,} {lat['unit']}"
-              f" ({lat['p99'] / lat['deadline']:.0%} of deadline)  flash {mem['flash']:,} B  "
-              f"RAM {mem['ram_used']:,} B  {'passed' if r['passed'] else 'FAILED'}")
+        lat, mem = r.latency, r.memory
+        exact = "n/a" if r.int_exact_fraction is None else f"{r.int_exact_fraction:.3f}"
+        share = "" if lat.deadline is None else f" ({lat.p99 / lat.deadline:.0%} of deadline)"
+        memory = "" if mem.flash is None else f"  flash {mem.flash:,} B  RAM {mem.ram_used:,} B"
+        print(f"{r.target:7s} {r.variant:4s} exact {exact:>5s}  agreement "
+              f"{r.float_top1_agreement:.3f}  p99 {lat.p99:>12,} {lat.unit}{share}{memory}  "
+              f"{'passed' if r.passed else 'FAILED'}")
     print(f"\nrun directories and reports: {args.out}/<target>/")
     return 0
 
@@ -329,76 +352,101 @@ def _model_table(metrics: dict, quantized: dict, export: dict) -> str:
     return "\n".join(lines)
 
 
+def _default(options: type, name: str) -> Any:
+    """The default of field `name` of a config dataclass (models/config.py)."""
+    found = next(f for f in dataclasses.fields(options) if f.name == name)
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (tuples as written on the command line)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(default, tuple | list):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def _add_framing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET,
+                        help="sets the sample rate, window and hop")
+    parser.add_argument("--rate", type=float, metavar="HZ", help="override the target's rate")
+    parser.add_argument("--window", type=int, help="override the target's window (samples)")
+    parser.add_argument("--hop", type=int, help="override the target's hop (samples)")
+
+
+def _backend_help(needs_port: bool | None = None) -> str:
+    return "; ".join(f"{b.name}: {b.summary}" for b in registry().values()
+                     if needs_port is None or b.needs_port == needs_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train the teacher and the students")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text,
+                                   formatter_class=_HelpFormatter)
+
+    train = command("train", "train the teacher and the students")
     _add_data_options(train)
-    train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
-    train.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--target", choices=target_names(), default="eartag",
-                       help="sets the sample rate, window and hop (default: eartag)")
-    train.add_argument("--rate", type=float, metavar="HZ", help="override the target's rate")
-    train.add_argument("--window", type=int, help="override the target's window (samples)")
-    train.add_argument("--hop", type=int, help="override the target's hop (samples)")
+    train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
+                       help="the run directory to write")
+    _add_framing_options(train)
     train.add_argument("--held-out", type=_str_tuple, metavar="ID,ID",
-                       help="animals to evaluate on (default: a seeded quarter of them)")
-    train.add_argument("--held-out-fraction", type=float, default=0.25)
-    _add_model_options(train)
+                       help="animals to evaluate on (default: a seeded share of them)")
+    train.add_argument("--held-out-fraction", type=float,
+                       default=_default(TrainOptions, "held_out_fraction"),
+                       help="share of the animals held out when --held-out is not given")
+    _add_model_options(train, _default(TrainOptions, "sizes"), _default(TrainOptions, "train"))
     train.add_argument("--multi-level", action="store_true",
                        help="also train a student by multi-level (stage-feature) KD")
     train.set_defaults(func=cmd_train)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="leave-one-animal-out: the model pipeline once per held-out animal")
+    evaluate = command("evaluate",
+                       "leave-one-animal-out: the model pipeline once per held-out animal")
     _add_data_options(evaluate)
-    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR")
-    evaluate.add_argument("--target", choices=target_names(), default="eartag",
-                          help="sets the sample rate, window and hop (default: eartag)")
-    evaluate.add_argument("--rate", type=float, metavar="HZ", help="override the target's rate")
-    evaluate.add_argument("--window", type=int, help="override the target's window (samples)")
-    evaluate.add_argument("--hop", type=int, help="override the target's hop (samples)")
-    evaluate.add_argument("--train-hop", type=int, default=256, metavar="SAMPLES",
-                          help="hop between training windows (default 256: no overlap); "
-                               "held-out windows keep the target's hop")
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR",
+                          help="the evaluation directory to write (or resume)")
+    _add_framing_options(evaluate)
+    evaluate.add_argument("--train-hop", type=int, default=_default(EvaluationOptions, "train_hop"),
+                          metavar="SAMPLES", help="hop between training windows (256: no "
+                          "overlap); held-out windows keep the target's hop")
     evaluate.add_argument("--folds", type=_str_tuple, metavar="ID,ID",
                           help="hold out only these animals, one fold each")
     evaluate.add_argument("--max-folds", type=int, metavar="N",
                           help="only the first N animals (in sorted order)")
-    evaluate.add_argument("--students", type=_str_tuple, default=("gru_mlp", "mlp"),
-                          metavar="KIND,KIND", help="student kinds (default gru_mlp,mlp)")
+    evaluate.add_argument("--students", type=_str_tuple,
+                          default=_default(EvaluationOptions, "students"), metavar="KIND,KIND",
+                          help="student kinds")
     evaluate.add_argument("--no-multi-level", action="store_true",
                           help="skip the multi-level KD students")
     evaluate.add_argument("--merge-rare", type=float, metavar="FRACTION",
                           help="merge classes under this fraction of the samples into one")
-    evaluate.add_argument("--other-name", default="other",
-                          help="name of the merged class (default: other)")
-    evaluate.add_argument("--epochs", type=int, default=25, help="at most this many epochs")
-    evaluate.add_argument("--patience", type=int, default=5,
-                          help="early stopping after this many epochs without progress")
-    evaluate.add_argument("--val-fraction", type=float, default=0.15,
-                          help="training windows set aside to choose the epoch")
-    evaluate.add_argument("--seed", type=int, default=0)
-    _add_model_options(evaluate, teacher_filters=(32, 64, 64))
+    evaluate.add_argument("--other-name", default="other", help="name of the merged class")
+    _add_model_options(evaluate, _default(EvaluationOptions, "sizes"),
+                       _default(EvaluationOptions, "train"))
     evaluate.set_defaults(func=cmd_evaluate)
 
-    targets = commands.add_parser(
-        "targets", help="the same students on the host, the ear tag and the collar")
+    targets = command("targets", "the same students on the host and every emulated target")
     targets.add_argument("directory", type=Path, metavar="DIR",
                          help="an evaluation directory (harness evaluate) or a run directory")
     targets.add_argument("--fold", metavar="ID", help="the fold whose models run (default: "
                                                      "the first finished)")
     targets.add_argument("--variants", type=_str_tuple, default=("q16", "q8", "f32"),
-                         metavar="V,V")
+                         metavar="V,V", help="model variants to run")
     targets.add_argument("--max-windows", type=int, default=64,
                          help="held-out windows streamed through fixed-point firmware")
     targets.add_argument("--float-windows", type=int, default=8,
                          help="windows for float32 firmware (slow on the collar)")
     targets.set_defaults(func=cmd_targets)
 
-    report = commands.add_parser("report", help="an evaluation as Markdown with PNG plots")
+    report = command("report", "an evaluation as Markdown with PNG plots")
     report.add_argument("directory", type=Path, metavar="DIR",
                         help="an evaluation directory (harness evaluate)")
     report.add_argument("--out", type=Path, metavar="FOLDER",
@@ -408,29 +456,35 @@ def build_parser() -> argparse.ArgumentParser:
                              "gain against the seed-to-seed spread")
     report.set_defaults(func=cmd_report)
 
-    quantize = commands.add_parser("quantize", help="dynamic fixed-point quantization")
+    quantize = command("quantize", "dynamic fixed-point quantization")
     quantize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    quantize.add_argument("--bits", type=int, nargs="+", choices=[8, 16], default=[16, 8])
+    quantize.add_argument("--bits", type=int, nargs="+", choices=[8, 16],
+                          default=list(WORD_LENGTHS), help="word lengths")
     quantize.add_argument("--student", choices=["student_kd", "student_no_kd"],
-                          default="student_kd")
+                          default=DEPLOYED_STUDENT, help="the float student to quantize")
     quantize.set_defaults(func=cmd_quantize)
 
-    export = commands.add_parser("export", help="generate C and check it on the host")
+    export = command("export", "generate C and check it on the host")
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("--student", choices=["student_kd", "student_no_kd"],
-                        default="student_kd", help="the float student for the float32 variant")
+                        default=DEPLOYED_STUDENT, help="the float student for the float32 "
+                        "variant")
     export.add_argument("--no-check", action="store_true",
                         help="skip compiling on the host and comparing with the references")
     export.set_defaults(func=cmd_export)
 
-    run = commands.add_parser("run", help="stream a recording through a device and check it")
+    run = command("run", "stream a recording through a device and check it")
     run.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    run.add_argument("--target", choices=target_names(), default="eartag")
-    run.add_argument("--backend", choices=["qemu", "native", "serial"], default="qemu")
-    run.add_argument("--variant", choices=["q16", "q8", "f32"], default="q16")
+    run.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET,
+                     help="the device's target profile")
+    run.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                     help=_backend_help())
+    run.add_argument("--variant", choices=list(VARIANTS), default="q16",
+                     help="the model variant to run")
     run.add_argument("--realtime", action="store_true",
                      help="send samples at the sensor's rate instead of as fast as allowed")
-    run.add_argument("--port", help="serial port of a physical tag (--backend serial)")
+    run.add_argument("--port", help="where a physical tag is attached, for a backend that "
+                                    "needs a port (e.g. --backend serial --port /dev/ttyUSB0)")
     run.add_argument("--max-windows", type=int, metavar="N",
                      help="stream only enough bouts for about N windows")
     run.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
@@ -443,16 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(run, required=False)
     run.set_defaults(func=cmd_run)
 
-    demo = commands.add_parser("demo", help="the whole pipeline on a synthetic recording")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR")
-    demo.add_argument("--epochs", type=int, default=10)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--targets", type=_str_tuple, default=("eartag", "collar"),
-                      metavar="T,T", help="targets to run on (default: eartag,collar)")
-    demo.add_argument("--backend", choices=["qemu", "native"], default="qemu")
-    demo.add_argument("--max-windows", type=int, default=200,
+    demo = command("demo", "the whole pipeline on a synthetic recording")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR",
+                      help="where the run directories go, one per target")
+    demo.add_argument("--epochs", type=int, default=DEMO.train.epochs,
+                      help="training epochs of each model")
+    demo.add_argument("--seed", type=int, default=DEMO.train.seed, help="seed of everything")
+    demo.add_argument("--targets", type=_str_tuple,
+                      default=tuple(sorted(target_names(), key=lambda n: n != DEFAULT_TARGET)),
+                      metavar="T,T", help="targets to run on")
+    unattended = [b.name for b in registry().values() if not b.needs_port]
+    demo.add_argument("--backend", choices=unattended, default=DEFAULT_BACKEND,
+                      help=_backend_help(needs_port=False))
+    demo.add_argument("--max-windows", type=int, default=DEMO.max_windows,
                       help="held-out windows streamed through the q16 firmware")
-    demo.add_argument("--float-windows", type=int, default=4,
+    demo.add_argument("--float-windows", type=int, default=DEMO.float_windows,
                       help="windows for the float32 firmware (slow on the collar)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)

@@ -1,69 +1,72 @@
-"""Every error a user can act on, in one place.
+"""Every error a user of the harness can catch, in one list.
 
-The command line prints the message of any HarnessError and exits with status 2; anything else
-is a bug and keeps its traceback.
+Each error is defined by the layer that raises it (`device_sim/errors.py`,
+`device_sim/protocol/errors.py`, `models/errors.py`, and here the harness's own), all on one
+base class, HarnessError. The command line prints the message of any HarnessError and exits
+with status 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-
-class HarnessError(Exception):
-    """Base class of every error the harness reports to its user."""
-
-
-class RecordingError(HarnessError):
-    """A recording cannot be read: names the file and, where known, the line and column."""
-
-    def __init__(self, path: object, message: str, line: int | None = None,
-                 column: str | None = None) -> None:
-        where = str(path)
-        if line is not None:
-            where += f", line {line}"
-        if column is not None:
-            where += f", column {column!r}"
-        super().__init__(f"{where}: {message}")
-        self.path, self.line, self.column = path, line, column
-
-
-class MissingColumnError(RecordingError):
-    """A column the loader was told to use is not in the file."""
-
-
-class TooFewSamplesError(HarnessError):
-    """A recording, bout or split is too short to give even one window."""
+from device_sim.errors import (
+    DeviceTimeoutError,
+    EmulatorError,
+    FirmwareTooLargeError,
+    FramingMismatchError,
+    HarnessError,
+    ModelSourcesError,
+    PortError,
+    SampleRateError,
+    TargetProfileError,
+    ToolchainError,
+    UnknownBackendError,
+    UnknownTargetError,
+)
+from device_sim.protocol import DeviceError, ProtocolError
+from models.errors import (
+    MissingColumnError,
+    QuantizationError,
+    RecordingError,
+    RecordingWarning,
+    RunDirectoryError,
+    TooFewSamplesError,
+)
 
 
-class SampleRateError(HarnessError):
-    """A sample rate is missing, non-positive, or does not match what the target expects."""
+class ThresholdError(HarnessError):
+    """A pass threshold is unknown or not a number."""
 
 
-class UnknownTargetError(HarnessError):
-    """A target name has no profile file."""
+class ReportError(HarnessError):
+    """A report.json cannot be read: missing, malformed or of another schema."""
 
 
-class RunDirectoryError(HarnessError):
-    """A run directory lacks a file that an earlier step should have written."""
+class NothingToStreamError(HarnessError):
+    """A recording holds no bout long enough for one window of the target."""
 
 
-class QuantizationError(HarnessError):
-    """A model cannot be expressed in the requested fixed-point format."""
-
-
-class ToolchainError(HarnessError):
-    """A compiler or emulator is missing or failed; the message says what to install or fix."""
-
-
-class FirmwareTooLargeError(ToolchainError):
-    """A firmware does not fit the real device's flash or RAM: the linker refused it."""
-
-
-class EmulatorError(HarnessError):
-    """An emulator failed to start or died; the message quotes what it printed."""
-
-
-class DeviceTimeoutError(HarnessError):
-    """A device did not answer (or an emulator did not exit) within the allowed time."""
-
-
-class RecordingWarning(UserWarning):
-    """A recording loads, but part of it looks wrong (e.g. bouts that do not feel 1 g)."""
+__all__ = [
+    "DeviceError",
+    "DeviceTimeoutError",
+    "EmulatorError",
+    "FirmwareTooLargeError",
+    "FramingMismatchError",
+    "HarnessError",
+    "MissingColumnError",
+    "ModelSourcesError",
+    "NothingToStreamError",
+    "PortError",
+    "ProtocolError",
+    "QuantizationError",
+    "RecordingError",
+    "RecordingWarning",
+    "ReportError",
+    "RunDirectoryError",
+    "SampleRateError",
+    "TargetProfileError",
+    "ThresholdError",
+    "TooFewSamplesError",
+    "ToolchainError",
+    "UnknownBackendError",
+    "UnknownTargetError",
+]

@@ -2,22 +2,25 @@
 
 Registered through the `pytest11` entry point, so any project that installs this package gets:
 
-- the `hil` marker and the options --hil-target, --hil-backend, --hil-port, --hil-realtime,
-  --hil-strict and --hil-run-dir;
+- the markers `hil` (a test that runs firmware on a device: on --hil-backend, or on the backend
+  it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
+  tools of device_sim.toolchain a test needs besides its backend's);
+- the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict and
+  --hil-run-dir;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
   torn down) and `hil_run` (stream, check, report; the figures go into the JUnit XML);
 - assertion helpers in `harness.assertions`.
 
-A `hil` test needs its backend's tools. Without them it is skipped with what to install, unless
---hil-strict is given (or the CI environment variable is set), when it fails instead.
+Whether a test's tools are installed is decided here and only here, from the toolchain table:
+a test whose tools are missing is skipped with what to install, or, with --hil-strict (on when
+the CI environment variable is set), fails saying the same.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,26 +28,34 @@ from typing import Any
 
 import pytest
 
-TOOLS = {  # what each backend needs, and the Debian package that brings it
-    "qemu": {"qemu-system-arm": "qemu-system-arm", "arm-none-eabi-gcc": "gcc-arm-none-eabi"},
-    "native": {"gcc": "gcc"},
-    "serial": {"arm-none-eabi-gcc": "gcc-arm-none-eabi"},
+from device_sim import toolchain
+from device_sim.backends import DEFAULT_BACKEND, backend_names, get_backend
+from device_sim.targets import target_names
+
+MARKERS = {
+    "hil": "runs a real firmware on an emulated or physical device; hil(backend=NAME) pins "
+           "the backend (livestock-tag-hil)",
+    "requires": "requires(TOOL, ...): tools of device_sim.toolchain the test needs "
+                "(livestock-tag-hil)",
 }
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hil", "hardware-in-the-loop (livestock-tag-hil)")
-    group.addoption("--hil-target", default="collar,eartag",
-                    help="target(s) to run hil tests on, comma-separated (default: both)")
-    group.addoption("--hil-backend", default="qemu", choices=["qemu", "native", "serial"],
-                    help="how the device is run (default: qemu)")
+    group.addoption("--hil-target", default=",".join(target_names()),
+                    help="target(s) to run hil tests on, comma-separated (default: %(default)s)")
+    group.addoption("--hil-backend", default=DEFAULT_BACKEND, choices=backend_names(),
+                    help="how the device is run (default: %(default)s)")
     group.addoption("--hil-port", default=None,
-                    help="serial port of a physical tag, with --hil-backend serial")
+                    help="where a physical tag is attached, for a backend that needs a port")
     group.addoption("--hil-realtime", action="store_true",
                     help="stream at the sensor's rate instead of as fast as flow control allows")
-    group.addoption("--hil-strict", action="store_true",
-                    default=os.environ.get("CI", "").lower() in ("1", "true", "yes"),
-                    help="fail, not skip, when the emulator or toolchain is missing "
+    group.addoption("--hil-strict", action="store_true", default=_ci(),
+                    help="fail, not skip, when a tool a test needs is missing "
                          "(default on when CI is set)")
     group.addoption("--hil-run-dir", type=Path, default=None,
                     help="use this run directory (from harness train/quantize/export) instead "
@@ -52,8 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "hil: runs a real firmware on an emulated or physical "
-                                       "device (livestock-tag-hil)")
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -64,20 +75,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("hil_target", targets, indirect=True, scope="session")
 
 
-def missing_tools(backend: str) -> list[str]:
-    """Debian packages to install before this backend can run."""
-    return [package for tool, package in TOOLS[backend].items() if shutil.which(tool) is None]
+def hil_backend_of(item: pytest.Item) -> str:
+    """The backend a test's device runs on: its hil marker's, else --hil-backend."""
+    marker = item.get_closest_marker("hil")
+    pinned = marker.kwargs.get("backend") if marker is not None else None
+    return pinned or item.config.getoption("--hil-backend")
 
 
+def required_tools(item: pytest.Item) -> list[str]:
+    """Every tool a test needs: its backend's if it is a hil test, and those of its `requires`
+    markers."""
+    tools = []
+    if item.get_closest_marker("hil") is not None:
+        tools += get_backend(hil_backend_of(item)).tools
+    for marker in item.iter_markers("requires"):
+        tools += marker.args
+    return list(dict.fromkeys(tools))
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture builds firmware or starts a device
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("hil") is None:
+    absent = toolchain.missing(required_tools(item))
+    if not absent:
         return
-    backend = item.config.getoption("--hil-backend")
-    packages = missing_tools(backend)
-    if not packages:
-        return
-    message = (f"hil test needs {backend}: apt-get install {' '.join(packages)} "
-               "(or run `bash tools/setup.sh`)")
+    message = (f"needs {', '.join(tool.name for tool in absent)}: "
+               f"{toolchain.install_hint(absent)}")
     if item.config.getoption("--hil-strict"):
         pytest.fail(f"{message} [--hil-strict]", pytrace=False)
     pytest.skip(message)
@@ -99,8 +121,9 @@ def hil_run_dir(request: pytest.FixtureRequest, hil_target, tmp_path_factory) ->
     given = request.config.getoption("--hil-run-dir")
     if given is not None:
         return given
-    from models.pipeline import DataSource, Framing, ModelSizes, TrainOptions, make_run
-    from models.training import TrainConfig
+    from device_sim.targets import Framing
+    from models.config import ModelSizes, TrainConfig, TrainOptions
+    from models.pipeline import DataSource, make_run
 
     out = tmp_path_factory.mktemp(f"hil-{hil_target.name}")
     framing = Framing.of(hil_target)
@@ -115,16 +138,16 @@ def hil_run_dir(request: pytest.FixtureRequest, hil_target, tmp_path_factory) ->
 @pytest.fixture(scope="session")
 def hil_recording(hil_run_dir: Path):
     """The recording a hil run streams: the run directory's held-out animals."""
-    from models.pipeline import load_recording_npz
+    from models.rundir import RunDirectory
 
-    return load_recording_npz(hil_run_dir / "heldout.npz")
+    return RunDirectory(hil_run_dir).heldout()
 
 
 @dataclass
 class Dut:
     """A device under test: the started backend and the open session to it."""
 
-    device: Any  # QemuDevice, NativeDevice or SerialDevice
+    device: Any  # what the backend started (QemuDevice, NativeDevice, ...)
     session: Any  # harness.session.DeviceSession, already past HELLO
     artefact: Path  # the ELF or host executable it runs
     memory: dict[str, int] | None
@@ -138,31 +161,34 @@ class Dut:
 def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path) -> Iterator[Dut]:
     """A started device running the run's q16 model, with an open session; stopped whatever
     the test does."""
-    from device_sim.backends import prepare_device
+    from device_sim.backends import DeviceOptions, prepare_device
     from harness.session import DeviceSession
+    from models.rundir import RunDirectory
 
-    prepared = prepare_device(request.config.getoption("--hil-backend"), hil_run_dir, "q16",
-                              hil_target, tmp_path / "build",
-                              request.config.getoption("--hil-port"))
-    with prepared.device as device, DeviceSession(device.url,
-                                                  check_alive=device.check_alive) as session:
-        yield Dut(device, session, prepared.artefact, prepared.memory)
+    prepared = prepare_device(hil_backend_of(request.node),
+                              RunDirectory(hil_run_dir).model_sources("q16"), hil_target,
+                              tmp_path / "build",
+                              DeviceOptions(port=request.config.getoption("--hil-port")))
+    with prepared.device as device, DeviceSession(
+            device.url, baudrate=prepared.firmware.baudrate,
+            check_alive=device.check_alive) as session:
+        yield Dut(device, session, prepared.firmware.path, prepared.firmware.memory)
 
 
 @pytest.fixture
 def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, record_property,
-            tmp_path) -> Callable[..., dict[str, Any]]:
-    """run(variant="q16", max_windows=None, realtime=None, **thresholds) -> report: streams the
-    held-out recording through the device, checks agreement, and records the figures as JUnit
-    properties of the test."""
+            tmp_path) -> Callable[..., Any]:
+    """run(variant="q16", max_windows=None, realtime=None, **thresholds) -> RunReport: streams
+    the held-out recording through the device, checks agreement, and records the figures as
+    JUnit properties of the test."""
     from harness.run import RunOptions, run_on_device
 
     def run(variant: str = "q16", max_windows: int | None = None,
-            realtime: bool | None = None, **overrides: float) -> dict[str, Any]:
+            realtime: bool | None = None, **overrides: float):
         if realtime is None:
             realtime = request.config.getoption("--hil-realtime")
         options = RunOptions(target=hil_target.name,
-                             backend=request.config.getoption("--hil-backend"),
+                             backend=hil_backend_of(request.node),
                              variant=variant, realtime=realtime,
                              port=request.config.getoption("--hil-port"),
                              max_windows=max_windows, overrides=overrides,
@@ -174,22 +200,21 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
     return run
 
 
-def record_report(record_property: Callable[[str, object], None],
-                  report: dict[str, Any]) -> None:
-    """The figures of a report as JUnit XML properties."""
-    latency, memory = report["latency"], report["memory"]
+def record_report(record_property: Callable[[str, object], None], report: Any) -> None:
+    """The figures of a RunReport as JUnit XML properties."""
+    latency, memory = report.latency, report.memory
     figures = {
-        "target": report["target"], "backend": report["backend"],
-        "variant": report["variant"], "windows": report["windows"],
-        "missed_windows": report["missed_windows"],
-        "int_exact_fraction": report["int_exact_fraction"],
-        "float_top1_agreement": report["float_top1_agreement"],
-        "accuracy_device": report["accuracy"]["device"], "mcc_device": report["mcc"]["device"],
-        "latency_unit": latency["unit"], "latency_p50": latency["p50"],
-        "latency_p99": latency["p99"], "latency_max": latency["max"],
-        "latency_deadline": latency["deadline"], "flash_bytes": memory["flash"],
-        "ram_static_bytes": memory["ram_static"], "stack_peak_bytes": memory["stack_peak"],
-        "passed": report["passed"],
+        "target": report.target, "backend": report.backend,
+        "variant": report.variant, "windows": report.windows,
+        "missed_windows": report.missed_windows,
+        "int_exact_fraction": report.int_exact_fraction,
+        "float_top1_agreement": report.float_top1_agreement,
+        "accuracy_device": report.accuracy.device, "mcc_device": report.mcc.device,
+        "latency_unit": latency.unit, "latency_p50": latency.p50,
+        "latency_p99": latency.p99, "latency_max": latency.max,
+        "latency_deadline": latency.deadline, "flash_bytes": memory.flash,
+        "ram_static_bytes": memory.ram_static, "stack_peak_bytes": memory.stack_peak,
+        "passed": report.passed,
     }
     for name, value in figures.items():
         record_property(f"hil_{name}", value)

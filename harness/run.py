@@ -4,40 +4,35 @@ accelerometer would deliver it, and the agreement with the references checked an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from device_sim.backends import prepare_device
-from device_sim.firmware_build import check_framing
-from device_sim.targets import load_target
-from harness.agreement import DeviceRun, evaluate, thresholds
-from harness.errors import HarnessError
+from device_sim.appbuild import check_framing
+from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, prepare_device
+from device_sim.targets import DEFAULT_TARGET, load_target
+from harness.agreement import DeviceRun, RunReport, Thresholds, evaluate
+from harness.errors import NothingToStreamError
 from harness.session import DeviceSession, WindowResult
-from models.pipeline import (
-    load_model,
-    load_recording_npz,
-    read_json,
-    write_json,
-)
-from models.quantize import as_device_input, counts_from_g, load_quantized
+from models.quantize import as_device_input, counts_from_g
 from models.recordings import Recording, make_windows
+from models.rundir import RunDirectory
 from models.training import predict_logits
 
 
 @dataclass
 class RunOptions:
-    target: str = "eartag"
-    backend: str = "qemu"
+    target: str = DEFAULT_TARGET
+    backend: str = DEFAULT_BACKEND
     variant: str = "q16"
     realtime: bool = False
-    port: str | None = None  # serial backend
+    port: str | None = None  # where a physical device is (serial backend)
     max_windows: int | None = None  # stream only enough bouts for this many windows
     timeout: float = 20.0
     overrides: dict[str, float] = field(default_factory=dict)
-    report: Path | None = None  # default: RUN_DIR/reports/<target>-<backend>-<variant>/
+    report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
 
 
 def _bouts_to_stream(recording: Recording, window: int, hop: int,
@@ -57,18 +52,22 @@ def _bouts_to_stream(recording: Recording, window: int, hop: int,
         chosen.append(index)
         windows += n
     if not chosen:
-        raise HarnessError(f"{recording.source}: no bout holds one window of {window} samples")
+        raise NothingToStreamError(f"{recording.source}: no bout holds one window of {window} "
+                                   "samples")
     return chosen
 
 
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
-                  progress=None) -> dict[str, Any]:
-    """Stream the held-out recording (or `recording`) through the device; return the report."""
+                  progress: Callable[[WindowResult], None] | None = None) -> RunReport:
+    """Stream the held-out recording (or `recording`) through the device; return the report,
+    also written to its report.json."""
+    run = RunDirectory(run_dir)
     profile = load_target(options.target)
-    framing = check_framing(run_dir, profile)
-    window, hop = framing["window"], framing["hop"]
-    recording = recording or load_recording_npz(run_dir / "heldout.npz")
-    limits = thresholds(profile, options.overrides)
+    model = run.model_sources(options.variant)
+    check_framing(model, profile)
+    window, hop = profile.window, profile.hop
+    recording = recording or run.heldout()
+    limits = Thresholds.resolve(profile, options.overrides)
     bouts = _bouts_to_stream(recording, window, hop, options.max_windows)
     streamed = np.concatenate(bouts)
     sub = Recording(accel_g=recording.accel_g[streamed], labels=recording.labels[streamed],
@@ -77,14 +76,15 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                     rate_hz=recording.rate_hz, source=recording.source)
     windows = make_windows(sub, window, hop)
 
-    build_dir = run_dir / "build" / f"{options.target}-{options.backend}-{options.variant}"
-    prepared = prepare_device(options.backend, run_dir, options.variant, profile, build_dir,
-                              options.port, options.timeout)
+    prepared = prepare_device(options.backend, model, profile,
+                              run.build_dir(options.target, options.backend, options.variant),
+                              DeviceOptions(port=options.port, timeout=options.timeout))
     results: list[WindowResult | None] = []
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
-    with prepared.device as device, DeviceSession(device.url, options.timeout,
-                                                  check_alive=device.check_alive) as session:
+    with prepared.device as device, DeviceSession(
+            device.url, options.timeout, baudrate=prepared.firmware.baudrate,
+            check_alive=device.check_alive) as session:
         info = session.info
         for bout in bouts:
             counts = counts_from_g(recording.accel_g[bout])
@@ -104,29 +104,23 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
 
     int_reference = None
     if options.variant != "f32":
-        int_reference = load_quantized(run_dir / "quantized" / options.variant).run(
-            counts_from_g(windows.x))
-    student = read_json(run_dir / "metrics.json").get("quantized", {}).get("student",
-                                                                            "student_kd")
-    float_logits = predict_logits(load_model(run_dir, student), as_device_input(windows.x))
-    run = DeviceRun(
+        int_reference = run.load_quantized(options.variant).run(counts_from_g(windows.x))
+    student = run.load_model(run.deployed_student())
+    float_logits = predict_logits(student, as_device_input(windows.x))
+    device_run = DeviceRun(
         variant=options.variant, backend=options.backend, counter_unit=info.counter_unit,
         class_index=[r.class_index if r else None for r in results],
         logits=[r.logits if r else None for r in results],
         latency=[r.latency if r else None for r in results],
-        stack_peak=stats["stack_peak"] or None, memory=prepared.memory,
+        stack_peak=stats["stack_peak"] or None, memory=prepared.firmware.memory,
         realtime=options.realtime, deadline_misses=deadline_misses, seconds=seconds,
         link=link | {"device_bad_frames": stats["bad_frames"], "overruns": stats["overruns"]},
         device={"target": info.target, "build_id": info.build_id,
                 "model_hash": info.model_hash, "model_variant": info.model_variant,
-                "artefact": str(prepared.artefact)})
-    report = evaluate(run, profile, windows.y, len(windows.class_names), float_logits,
+                "artefact": str(prepared.firmware.path)})
+    report = evaluate(device_run, profile, windows.y, len(windows.class_names), float_logits,
                       int_reference, limits)
-    folder = options.report or run_dir / "reports" / (
-        f"{options.target}-{options.backend}-{options.variant}"
-        f"{'-realtime' if options.realtime else ''}")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "report.json", report)
-    report["path"] = str(folder / "report.json")
+    folder = options.report or run.report_dir(options.target, options.backend,
+                                              options.variant, options.realtime)
+    report.write(folder / "report.json")
     return report
-

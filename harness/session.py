@@ -104,7 +104,7 @@ class _Outstanding:
 class DeviceSession:
     """The host side of one device connection. Use as a context manager."""
 
-    def __init__(self, url: str, timeout: float = 10.0, baudrate: int = 115200,
+    def __init__(self, url: str, timeout: float = 10.0, baudrate: int | None = None,
                  check_alive: Callable[[], None] | None = None) -> None:
         self.url, self.timeout, self.baudrate = url, timeout, baudrate
         self._check_alive = check_alive or (lambda: None)
@@ -123,7 +123,9 @@ class DeviceSession:
     def open(self) -> DeviceInfo:
         """Connect and wait for HELLO; the host sends nothing before it."""
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=POLL_S)
+            # A UART's speed comes from the target profile; a pty or a socket has none.
+            speed = {} if self.baudrate is None else {"baudrate": self.baudrate}
+            self._port = serial.serial_for_url(self.url, timeout=POLL_S, **speed)
         except (serial.SerialException, OSError) as error:
             raise DeviceTimeoutError(f"cannot open {self.url}: {error} (is the port busy or the "
                                      "device unplugged?)") from error

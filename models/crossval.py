@@ -15,44 +15,21 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError, RunDirectoryError
-from models.pipeline import (
-    MULTI_LEVEL_STUDENT,
-    WORD_LENGTHS,
-    Framing,
-    ModelSizes,
-    TrainOptions,
-    load_model,
-    quantize_run,
-    read_json,
-    train_run,
-    write_json,
-)
+from device_sim.errors import HarnessError
+from models.config import EvaluationOptions, TrainOptions
+from models.errors import RunDirectoryError
+from models.pipeline import MULTI_LEVEL_STUDENT, quantize_run, train_run
 from models.recordings import Recording, make_windows, merge_classes
-from models.training import TrainConfig
+from models.rundir import RunDirectory, read_json, write_json
 
 METRICS = ("accuracy", "macro_f1", "mcc")
-STUDENT_KINDS = ("gru_mlp", "mlp")
 # The float models of a fold, by their name in the run directory, and how the tables call them.
 FLOAT_MODELS = {"student_no_kd": "no KD", "student_kd": "KD", MULTI_LEVEL_STUDENT: "multi-level KD"}
-
-
-@dataclass
-class EvaluationOptions:
-    framing: Framing
-    sizes: ModelSizes = field(default_factory=ModelSizes)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    students: tuple[str, ...] = STUDENT_KINDS
-    multi_level: bool = True
-    train_hop: int | None = None  # see TrainOptions.train_hop
-    word_lengths: tuple[int, ...] = WORD_LENGTHS
-    folds: tuple[str, ...] | None = None  # animals to hold out, one fold each; None: all
 
 
 def model_keys(students: tuple[str, ...], multi_level: bool,
@@ -90,7 +67,7 @@ def _fold_scores(fold_dir: Path, options: EvaluationOptions) -> dict[str, Any]:
     """The fold's figures, gathered from its run directories' metrics.json."""
     models: dict[str, Any] = {}
     for kind in options.students:
-        metrics = read_json(fold_dir / kind / "metrics.json")
+        metrics = RunDirectory(fold_dir / kind).metrics()
         if "teacher" not in models:
             models["teacher"] = _scores(metrics["teacher"])
         for name in FLOAT_MODELS:
@@ -100,7 +77,7 @@ def _fold_scores(fold_dir: Path, options: EvaluationOptions) -> dict[str, Any]:
             q = metrics["quantized"][str(bits)]
             models[f"{kind}/q{bits}"] = _scores(q) | {"top1_agreement": q["top1_agreement"],
                                                       "param_bytes": q["param_bytes"]}
-    data = read_json(fold_dir / options.students[0] / "metrics.json")["data"]
+    data = RunDirectory(fold_dir / options.students[0]).metrics()["data"]
     return {"animal": fold_dir.name, "train_windows": data["train_windows"],
             "held_out_windows": data["held_out_windows"], "models": models}
 
@@ -123,7 +100,7 @@ def run_fold(recording: Recording, animal: str, fold_dir: Path,
             held_out=(animal,), multi_level=options.multi_level, train_hop=options.train_hop)
         train_run(recording, run_dir, train_options, teacher=teacher)
         quantize_run(run_dir, options.word_lengths)
-        teacher = teacher or load_model(run_dir, "teacher")
+        teacher = teacher or RunDirectory(run_dir).load_model("teacher")
     fold = _fold_scores(fold_dir, options) | {"seconds": round(time.perf_counter() - started, 1)}
     write_json(fold_dir / "fold.json", fold)
     return fold

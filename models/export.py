@@ -9,7 +9,9 @@ Each variant is a folder that compiles on its own, behind one fixed API (tag_mod
 The window is TAG_MODEL_WINDOW samples of int16 wire counts in Q(.TAG_MODEL_INPUT_FRAC) g. All
 state lives in the caller's tag_model_t; weights are const arrays; nothing is allocated.
 Kernels (csrc/tag_nn*.c) are copied as they are; tag_model.[ch], the configuration header and the
-activation tables are generated here from the model, so the C cannot drift from Python.
+activation tables are generated here from the model, so the C cannot drift from Python. Each
+folder also gets manifest.json (device_sim.model_sources): what the firmware build needs to know
+of the model without reading the C.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import ToolchainError
+from device_sim import toolchain
+from device_sim.errors import ToolchainError
+from device_sim.model_sources import ModelManifest, write_manifest
+from device_sim.targets import Framing
 from models import fixedpoint
 from models.quantize import (
     AXES,
@@ -279,56 +284,54 @@ def _nn_tables_h() -> str:
             + "\n#endif /* TAG_NN_TABLES_H */\n")
 
 
-def export_quantized(model: QuantizedModel, folder: Path) -> Path:
-    """Write the fixed-point C of `model` into `folder`; returns the folder."""
+def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | None = None) -> Path:
+    """Write the fixed-point C of `model` into `folder`, with its manifest; returns the folder.
+    `framing`: what the model was trained for, which the firmware build checks."""
     v = _variant(model.word_bits)
     fields, body = _forward(v, model.ops, model.window)
+    manifest = ModelManifest(v.name, model.kind, model.model_hash, model.window, AXES,
+                             tuple(model.class_names), f"int{model.word_bits}",
+                             model.logit_frac, INPUT_FRAC, framing)
     return _write(folder, {
         "tag_nn_config.h": _nn_config_h(model.word_bits),
         "tag_nn_tables.h": _nn_tables_h(),
         "tag_model.h": _model_h(v, model.kind, model.window, model.class_names,
                                 model.model_hash, model.logit_frac, fields),
         "tag_model.c": _model_c(v, model.kind, _layers_c(v, model.ops), body),
-    }, ("tag_nn.h", "tag_nn.c"))
+    }, ("tag_nn.h", "tag_nn.c"), manifest)
 
 
-def export_float(net: FloatNet, folder: Path) -> Path:
-    """Write the float32 C of the folded student into `folder`; returns the folder."""
+def export_float(net: FloatNet, folder: Path, framing: Framing | None = None) -> Path:
+    """Write the float32 C of the folded student into `folder`, with its manifest."""
     v = _variant(None)
     fields, body = _forward(v, net.ops, net.window)
+    manifest = ModelManifest(v.name, net.kind, net.model_hash, net.window, AXES,
+                             tuple(net.class_names), "float32", None, INPUT_FRAC, framing)
     return _write(folder, {
         "tag_model.h": _model_h(v, net.kind, net.window, net.class_names, net.model_hash,
                                 None, fields),
         "tag_model.c": _model_c(v, net.kind, _layers_c(v, net.ops), body),
-    }, ("tag_nn_f32.h", "tag_nn_f32.c"))
+    }, ("tag_nn_f32.h", "tag_nn_f32.c"), manifest)
 
 
-def _write(folder: Path, generated: dict[str, str], kernels: tuple[str, ...]) -> Path:
+def _write(folder: Path, generated: dict[str, str], kernels: tuple[str, ...],
+           manifest: ModelManifest) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in generated.items():
         (folder / name).write_text(text)
     for name in kernels:
         shutil.copyfile(CSRC / name, folder / name)
+    write_manifest(folder, manifest)
     return folder
 
 
 # --- host build: the same C compiled with the host's gcc, for bit-exact checks ----------------
 
-HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
-
-
 def build_host(folder: Path, output: Path | None = None) -> Path:
-    """Compile an exported variant with the host driver; returns the executable."""
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        raise ToolchainError("no host C compiler: install gcc (apt-get install gcc)")
+    """Compile an exported variant with the host driver (csrc/host_batch.c); the executable."""
     output = output or folder / "host_batch"
-    sources = [*sorted(str(p) for p in folder.glob("*.c")), str(CSRC / "host_batch.c")]
-    result = subprocess.run([compiler, *HOST_CFLAGS, "-I", str(folder), *sources, "-o",
-                             str(output), "-lm"], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ToolchainError(f"host build of {folder} failed:\n{result.stderr}")
-    return output
+    return toolchain.compile_host([*sorted(folder.glob("*.c")), CSRC / "host_batch.c"], output,
+                                  [folder])
 
 
 def run_host(executable: Path, counts: np.ndarray, float_logits: bool,

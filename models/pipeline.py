@@ -1,18 +1,15 @@
-"""The model pipeline's three steps, each reading and writing one run directory.
+"""The model pipeline's three steps, each reading and writing one run directory
+(models/rundir.py, the contract with the device half):
 
     harness train     -> config.json, teacher.pt, student_kd.pt, student_no_kd.pt,
                          [student_mlkd.pt], heldout.npz, calibration.npz, metrics.json
     harness quantize  -> quantized/q16/{model.json, weights.npz}, quantized/q8/..., metrics.json
-    harness export    -> c/q16/, c/q8/, c/f32/ (C99 sources), metrics.json
-
-The run directory is the contract with the device half (see README, "Run directory"). Checkpoints
-are state dicts loaded with weights_only=True; everything else is JSON or npz of plain arrays.
+    harness export    -> c/q16/, c/q8/, c/f32/ (C99 sources and manifest.json), metrics.json
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,29 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from device_sim.errors import HarnessError
 from fixtures.synthetic import synthetic_recording
-from harness.errors import (
-    HarnessError,
-    RecordingWarning,
-    RunDirectoryError,
-    TooFewSamplesError,
-)
+from models.config import WORD_LENGTHS, TrainOptions
+from models.errors import RecordingWarning, RunDirectoryError, TooFewSamplesError
 from models.export import build_host, export_float, export_quantized, run_host
 from models.fixedpoint import activation_errors
 from models.metrics import classification_metrics, top1_agreement
-from models.quantize import (
-    as_device_input,
-    counts_from_g,
-    fold_student,
-    g_from_counts,
-    load_quantized,
-    quantize,
-    save_quantized,
-)
+from models.quantize import as_device_input, counts_from_g, fold_student, quantize, save_quantized
 from models.recordings import (
     Recording,
     TableColumns,
-    Windows,
     describe_bouts,
     gravity_outliers,
     load_bouts,
@@ -54,53 +39,13 @@ from models.recordings import (
     split_by_animal,
     subset,
 )
+from models.rundir import DEPLOYED_STUDENT, RunDirectory
 from models.students import build_model, count_parameters
-from models.training import TrainConfig, predict_logits, train_classifier
+from models.training import predict_logits, train_classifier
 
 CALIBRATION_WINDOWS = 512
-WORD_LENGTHS = (16, 8)
 STUDENTS = ("student_kd", "student_no_kd")
 MULTI_LEVEL_STUDENT = "student_mlkd"  # trained only with TrainOptions.multi_level
-
-
-@dataclass
-class ModelSizes:
-    """Sizes of the teacher and the student; the defaults are the published ones."""
-
-    student: str = "gru_mlp"  # or "mlp"
-    hidden: int = 64
-    perceptron: int = 64
-    head: int = 32
-    mlp_pool: int = 8
-    mlp_hidden: tuple[int, ...] = (64, 32)
-    teacher_filters: tuple[int, int, int] = (64, 128, 128)
-
-    def student_config(self, n_classes: int, window: int) -> dict[str, Any]:
-        if self.student == "gru_mlp":
-            return {"kind": "gru_mlp", "n_classes": n_classes, "hidden": self.hidden,
-                    "perceptron": self.perceptron, "head": self.head}
-        if self.student == "mlp":
-            return {"kind": "mlp", "n_classes": n_classes, "window": window,
-                    "pool": self.mlp_pool, "hidden": list(self.mlp_hidden)}
-        raise HarnessError(f"unknown student {self.student!r}: choose gru_mlp or mlp")
-
-    def teacher_config(self, n_classes: int) -> dict[str, Any]:
-        return {"kind": "resnet", "n_classes": n_classes, "filters": list(self.teacher_filters)}
-
-
-@dataclass
-class Framing:
-    """How a recording is cut: the target's rate, window and hop."""
-
-    rate_hz: float
-    window: int
-    hop: int
-    target: str | None = None
-
-    @classmethod
-    def of(cls, target: Any) -> Framing:
-        """The framing of a target profile: its sensor rate, window and hop."""
-        return cls(target.sample_rate_hz, target.window, target.hop, target.name)
 
 
 @dataclass
@@ -157,91 +102,6 @@ class DataSource:
         return resample(recording, rate_hz)
 
 
-@dataclass
-class TrainOptions:
-    framing: Framing
-    sizes: ModelSizes = field(default_factory=ModelSizes)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    held_out: tuple[str, ...] | None = None
-    held_out_fraction: float = 0.25
-    multi_level: bool = False  # also train a student by multi-level (stage-feature) KD
-    # Hop between training windows (default: the framing's). A wider hop trains on fewer,
-    # less overlapping windows, which is cheaper; held-out windows keep the device's hop.
-    train_hop: int | None = None
-
-
-# --- run directory files --------------------------------------------------------------------
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise RunDirectoryError(f"{path} is missing: is {path.parent} a run directory written "
-                                "by `harness train`?") from error
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def update_metrics(run_dir: Path, step: str, seconds: float, **sections: Any) -> dict[str, Any]:
-    """Add a step's sections and its time (under `seconds`) to metrics.json."""
-    path = run_dir / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics.update(sections)
-    metrics["seconds"] = metrics.get("seconds", {}) | {step: round(seconds, 1)}
-    write_json(path, metrics)
-    return metrics
-
-
-def save_recording(path: Path, rec: Recording) -> None:
-    """A recording as int16 wire counts plus labels: what a device would be fed."""
-    np.savez_compressed(path, counts=counts_from_g(rec.accel_g).astype(np.int16),
-                        labels=rec.labels, bouts=rec.bouts,
-                        animals=np.asarray(rec.animals, dtype=str),
-                        class_names=np.asarray(rec.class_names, dtype=str),
-                        rate_hz=np.float64(rec.rate_hz), source=np.asarray(rec.source))
-
-
-def load_recording_npz(path: Path) -> Recording:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return Recording(
-                accel_g=g_from_counts(npz["counts"]),
-                labels=npz["labels"].astype(np.int64), bouts=npz["bouts"].astype(np.int64),
-                animals=npz["animals"].astype(object),
-                class_names=tuple(str(c) for c in npz["class_names"]),
-                rate_hz=float(npz["rate_hz"]), source=str(npz["source"]))
-    except FileNotFoundError as error:
-        raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
-
-
-def load_model(run_dir: Path, name: str) -> torch.nn.Module:
-    config = read_json(run_dir / "config.json")["models"][name]
-    model = build_model(config)
-    path = run_dir / f"{name}.pt"
-    try:
-        state = torch.load(path, weights_only=True)
-    except FileNotFoundError as error:
-        raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def heldout_windows(run_dir: Path) -> Windows:
-    config = read_json(run_dir / "config.json")["framing"]
-    return make_windows(load_recording_npz(run_dir / "heldout.npz"), config["window"],
-                        config["hop"])
-
-
 # --- the three steps ------------------------------------------------------------------------
 
 def train_run(recording: Recording, out: Path, options: TrainOptions,
@@ -263,6 +123,7 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
                                  f"{', '.join(held_out)}")
     n_classes = len(recording.class_names)
     out.mkdir(parents=True, exist_ok=True)
+    run = RunDirectory(out)
     x_train, x_test = as_device_input(train.x), as_device_input(test.x)
 
     # (name, teacher to distil from, multi-level); KD and no-KD students start from one seed.
@@ -286,16 +147,15 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
                                        teacher=models.get(distil_from) if distil_from else None,
                                        multi_level=multi_level, description=name)
         models[name] = model.eval()
-        torch.save(model.state_dict(), out / f"{name}.pt")
+        run.save_model(name, model)
         predicted = predict_logits(model, x_test).argmax(axis=1)
         metrics[name] = classification_metrics(test.y, predicted, n_classes) | {
             "parameters": count_parameters(model), "best_epoch": history.get("best_epoch"),
             "seconds": round(time.perf_counter() - model_started, 1)}
 
-    save_recording(out / "heldout.npz", heldout_rec)
+    run.save_heldout(heldout_rec)
     rng = np.random.default_rng(options.train.seed)
-    pick = np.sort(rng.permutation(len(train))[:CALIBRATION_WINDOWS])
-    np.savez_compressed(out / "calibration.npz", counts=counts_from_g(train.x[pick]))
+    run.save_calibration(train.x[np.sort(rng.permutation(len(train))[:CALIBRATION_WINDOWS])])
 
     train_animals = sorted(set(train.animals.tolist()))
     config = {
@@ -309,30 +169,29 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
             "multi_level": options.multi_level,
             "train_hop": options.train_hop or framing.hop, "teacher_shared": teacher is not None},
     }
-    write_json(out / "config.json", config)
+    run.write_config(config)
     metrics["data"] = config["data"]
     metrics["seconds"] = {"train": round(time.perf_counter() - started, 1)}
-    write_json(out / "metrics.json", metrics)
+    run.write_metrics(metrics)
     return metrics
 
 
 def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
-                 student: str = "student_kd") -> dict[str, Any]:
+                 student: str = DEPLOYED_STUDENT) -> dict[str, Any]:
     """Quantize a trained student to each word length; compare with the float student."""
     started = time.perf_counter()
-    config = read_json(run_dir / "config.json")
-    model = load_model(run_dir, student)
-    net = fold_student(model, tuple(config["data"]["class_names"]), config["framing"]["window"])
-    with np.load(run_dir / "calibration.npz", allow_pickle=False) as npz:
-        calibration_g = g_from_counts(npz["counts"])
-    test = heldout_windows(run_dir)
+    run = RunDirectory(run_dir)
+    model = run.load_model(student)
+    net = fold_student(model, tuple(run.config()["data"]["class_names"]), run.framing().window)
+    calibration_g = run.calibration_g()
+    test = run.heldout_windows()
     counts = counts_from_g(test.x)
     float_logits = predict_logits(model, as_device_input(test.x))
     n_classes = len(test.class_names)
     results: dict[str, Any] = {}
     for bits in word_lengths:
         qmodel = quantize(net, calibration_g, bits)
-        save_quantized(qmodel, run_dir / "quantized" / f"q{bits}")
+        save_quantized(qmodel, run.quantized_dir(f"q{bits}"))
         int_logits = qmodel.run(counts)
         scores = classification_metrics(test.y, int_logits.argmax(axis=1), n_classes)
         results[str(bits)] = {
@@ -344,26 +203,29 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
     results["student"] = student
     results["float_param_bytes"] = 4 * count_parameters(model)
     results["activation_errors"] = activation_errors()
-    return update_metrics(run_dir, "quantize", time.perf_counter() - started,
-                          quantized=results)["quantized"]
+    return run.update_metrics("quantize", time.perf_counter() - started,
+                              quantized=results)["quantized"]
 
 
-def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -> dict[str, Any]:
-    """Write the C of every quantized variant and the float32 variant, then check each on the
-    host: fixed point bit for bit against the integer reference, float32 against PyTorch."""
+def export_run(run_dir: Path, student: str = DEPLOYED_STUDENT,
+               check: bool = True) -> dict[str, Any]:
+    """Write the C of every quantized variant and the float32 variant, each with its manifest,
+    then check each on the host: fixed point bit for bit against the integer reference, float32
+    against PyTorch."""
     started = time.perf_counter()
-    config = read_json(run_dir / "config.json")
-    variants = sorted((run_dir / "quantized").glob("q*/model.json"))
+    run = RunDirectory(run_dir)
+    variants = run.quantized_variants()
     if not variants:
-        raise RunDirectoryError(f"{run_dir / 'quantized'} holds no model: run `harness quantize`")
-    test = heldout_windows(run_dir) if check else None
+        raise RunDirectoryError(f"{run.path / 'quantized'} holds no model: run `harness "
+                                "quantize`")
+    framing = run.framing()
+    test = run.heldout_windows() if check else None
     counts = counts_from_g(test.x) if test is not None else None
     results: dict[str, Any] = {}
-    for description in variants:
-        qmodel = load_quantized(description.parent)
-        name = description.parent.name
-        folder = export_quantized(qmodel, run_dir / "c" / name)
-        results[name] = {"folder": str(folder.relative_to(run_dir))}
+    for name in variants:
+        qmodel = run.load_quantized(name)
+        folder = export_quantized(qmodel, run.c_dir(name), framing)
+        results[name] = {"folder": str(folder.relative_to(run.path))}
         if test is not None:
             classes, logits = run_host(build_host(folder), counts, float_logits=False)
             reference = qmodel.run(counts)
@@ -376,18 +238,18 @@ def export_run(run_dir: Path, student: str = "student_kd", check: bool = True) -
                 raise HarnessError(f"{folder}: host C differs from the integer reference on "
                                    f"{len(mismatched)} of {len(counts)} windows, first at "
                                    f"window {mismatched[0]}")
-    model = load_model(run_dir, student)
-    net = fold_student(model, tuple(config["data"]["class_names"]), config["framing"]["window"])
-    folder = export_float(net, run_dir / "c" / "f32")
-    results["f32"] = {"folder": str(folder.relative_to(run_dir))}
+    model = run.load_model(student)
+    net = fold_student(model, tuple(run.config()["data"]["class_names"]), framing.window)
+    folder = export_float(net, run.c_dir("f32"), framing)
+    results["f32"] = {"folder": str(folder.relative_to(run.path))}
     if test is not None:
         _, logits = run_host(build_host(folder), counts, float_logits=True)
         reference = predict_logits(model, as_device_input(test.x))
         results["f32"] |= {"windows": len(counts),
                            "max_abs_logit_error": float(np.abs(logits - reference).max()),
                            "top1_agreement": top1_agreement(logits, reference)}
-    return update_metrics(run_dir, "export", time.perf_counter() - started,
-                          export=results)["export"]
+    return run.update_metrics("export", time.perf_counter() - started,
+                              export=results)["export"]
 
 
 def make_run(recording: Recording, out: Path, options: TrainOptions,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.errors import QuantizationError, RunDirectoryError
+from models.errors import QuantizationError, RunDirectoryError
 from models.fixedpoint import (
     GATE_BITS,
     GATE_FRAC,

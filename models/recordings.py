@@ -23,13 +23,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
 
-from harness.errors import (
-    HarnessError,
-    MissingColumnError,
-    RecordingError,
-    SampleRateError,
-    TooFewSamplesError,
-)
+from device_sim.errors import HarnessError, SampleRateError
+from models.errors import MissingColumnError, RecordingError, TooFewSamplesError
 
 G = 9.80665  # standard gravity, m/s^2 per g
 

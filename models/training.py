@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,24 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-
-@dataclass
-class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    class_weights: bool = True  # inverse-frequency class weights in the CE loss, for imbalance
-    temperature: float = 4.0  # KD temperature
-    # Weight of the soft (KD) term; 1 - alpha on the hard-label CE. 0.5 after a sweep on the
-    # synthetic recording (benchmarks/kd_seeds.py): 0.7 left the GRU student below its no-KD twin.
-    alpha: float = 0.5
-    feature_weight: float = 1.0  # beta: weight of the stage-feature term of multi-level KD
-    progress: bool = True  # one tqdm bar over the epochs, loss in its postfix
-    val_fraction: float = 0.0  # hold out this fraction of the windows (at random) to validate
-    patience: int = 0  # early stopping after this many epochs without a better validation loss
-    #                    (needs val_fraction > 0; 0 = off); the best weights are restored
+from models.config import TrainConfig
 
 
 def use_available_cores() -> None:

@@ -29,15 +29,12 @@ import pytest
 import torch
 from elftools.elf.elffile import ELFFile
 
-from device_sim import build, qemu
-from device_sim.build import elf_memory, stack_bytes
-from device_sim.firmware_build import (
-    FramingMismatchError,
-    build_info,
-    build_model_firmware,
-    build_native,
-)
-from device_sim.native import NativeDevice
+from device_sim.appbuild import build_info, build_model_firmware, build_native
+from device_sim.backends import get_backend
+from device_sim.backends.native import NativeDevice
+from device_sim.backends.qemu import QemuDevice
+from device_sim.crossbuild import elf_memory
+from device_sim.model_sources import ModelSources
 from device_sim.protocol import (
     PROTOCOL_VERSION,
     CounterUnit,
@@ -50,9 +47,13 @@ from device_sim.protocol import (
     decode_logits,
     encode_frame,
 )
-from device_sim.qemu import QemuDevice
-from device_sim.targets import TargetProfile, load_target
-from harness.errors import EmulatorError, RunDirectoryError, SampleRateError
+from device_sim.targets import Framing, TargetProfile, load_target
+from harness.errors import (
+    EmulatorError,
+    FramingMismatchError,
+    RunDirectoryError,
+    SampleRateError,
+)
 from models.export import export_float, export_quantized
 from models.quantize import (
     INPUT_FRAC,
@@ -62,25 +63,29 @@ from models.quantize import (
     fold_student,
     quantize,
 )
+from models.rundir import RunDirectory
 from models.students import build_model
 
 READ_TIMEOUT_S = 20.0  # generous: another job may share the CPU
 WINDOW, HOP = 256, 64
 CLASSES = ("a", "b", "c")
 FRAME_SAMPLES = 40  # SAMPLES.MAX
-HOST_CC = "gcc"
 EXIT_FAULT = 3  # TAG_EXIT_FAULT in platform.h
 CFSR_PRECISERR = 0x200
 FAULT_SAMPLE = (-32768, -32768, 12345)  # app_main.c, TAG_TEST_HOOKS
 
+# The pytest plugin decides whether the tools of each are here: the native build needs host
+# gcc, QEMU runs are hil tests (cross-compiler, newlib and QEMU).
+NATIVE = pytest.mark.requires("gcc")
+ON_QEMU = pytest.mark.hil(backend="qemu")
+
 # (backend, target): the native build announces the target's facts but runs on the host.
 BACKENDS = [
-    pytest.param(("native", "eartag"), id="native"),
-    pytest.param(("qemu", "eartag"), id="qemu-eartag", marks=pytest.mark.hil),
-    pytest.param(("qemu", "collar"), id="qemu-collar", marks=pytest.mark.hil),
+    pytest.param(("native", "eartag"), id="native", marks=NATIVE),
+    pytest.param(("qemu", "eartag"), id="qemu-eartag", marks=ON_QEMU),
+    pytest.param(("qemu", "collar"), id="qemu-collar", marks=ON_QEMU),
 ]
-QEMU_TARGETS = [pytest.param(t, id=f"qemu-{t}", marks=pytest.mark.hil)
-                for t in ("eartag", "collar")]
+QEMU_TARGETS = [pytest.param(t, id=f"qemu-{t}", marks=ON_QEMU) for t in ("eartag", "collar")]
 
 
 # --------------------------------------------------------------------------- the model
@@ -90,7 +95,7 @@ QEMU_TARGETS = [pytest.param(t, id=f"qemu-{t}", marks=pytest.mark.hil)
 class TinyModel:
     q: QuantizedModel
     net: FloatNet
-    runs: dict[str, Path]  # target name -> run directory (framing of that target)
+    runs: dict[str, Path]  # target name -> C folders (c/q16, c/f32) framed for that target
 
 
 def _accelerometer_g(n_windows: int, length: int, seed: int) -> np.ndarray:
@@ -129,43 +134,35 @@ def tiny(tmp_path_factory) -> TinyModel:
     q = quantize(net, calibration, 16)
     runs = {}
     for name in ("eartag", "collar"):
-        target = load_target(name)
+        framing = Framing.of(load_target(name))
         run = tmp_path_factory.mktemp(f"run-{name}")
-        export_quantized(q, run / "c" / "q16")
-        export_float(net, run / "c" / "f32")
-        framing = {"rate_hz": target.sample_rate_hz, "window": target.window,
-                   "hop": target.hop, "target": name}
-        (run / "config.json").write_text(json.dumps({"framing": framing}))
+        export_quantized(q, run / "c" / "q16", framing)
+        export_float(net, run / "c" / "f32", framing)
         runs[name] = run
     return TinyModel(q, net, runs)
+
+
+def sources(run: Path, variant: str = "q16") -> ModelSources:
+    return ModelSources.load(run / "c" / variant)
 
 
 # --------------------------------------------------------------------------- builds
 
 
-def _require(tool: str, hint: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} missing: {hint}")
-
-
 @pytest.fixture(scope="module")
 def firmware(tiny, tmp_path_factory):
-    """get(backend, target, variant="q16", hooks=False) -> path; each build made once."""
+    """get(backend, target, variant="q16", hooks=False) -> path, built by the backend as
+    `harness run` builds it; each build made once."""
     cache: dict[tuple, Path] = {}
     out = tmp_path_factory.mktemp("firmware")
 
     def get(backend: str, target: str, variant: str = "q16", hooks: bool = False) -> Path:
         key = (backend, target, variant, hooks)
         if key not in cache:
-            if backend == "native":
-                _require(HOST_CC, "apt-get install gcc")
-                cache[key] = build_native(tiny.runs[target], variant, target, out / target,
-                                          test_hooks=hooks)
-            else:
-                _require(build.CC, build.INSTALL_HINT)
-                _require(qemu.QEMU, qemu.INSTALL_HINT)
-                cache[key] = build_model_firmware(tiny.runs[target], variant, target,
-                                                  out / target, test_hooks=hooks)
+            built = get_backend(backend).build(sources(tiny.runs[target], variant),
+                                               load_target(target), out / backend / target,
+                                               test_hooks=hooks)
+            cache[key] = built.path
         return cache[key]
 
     return get
@@ -451,7 +448,7 @@ def test_stats_reports_the_stack(link):
     if link.backend == "native":
         assert stats["stack_peak"] == 0 and stats["stack_size"] == 0  # unknown on the host
     else:
-        assert stats["stack_size"] == stack_bytes(link.target)
+        assert stats["stack_size"] == link.target.stack_bytes
         assert 0 < stats["stack_peak"] < stats["stack_size"]
 
 
@@ -490,6 +487,7 @@ def test_fault_hook_reports_hard_fault_under_qemu(firmware, target):
             device.check_alive()
 
 
+@NATIVE
 def test_fault_hook_reports_signal_natively(firmware):
     exe = firmware("native", "eartag", hooks=True)
     with NativeDevice(exe, "eartag", timeout=READ_TIMEOUT_S) as device:
@@ -532,7 +530,7 @@ def test_float_variant_runs(firmware, tiny, target):
     np.testing.assert_allclose(logits, reference, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.hil
+@ON_QEMU
 def test_float_is_slower_than_q16_on_the_collar(firmware):
     counts = stream_counts(WINDOW, seed=41)
     _, (q16,) = run_one(firmware, "qemu", "collar", counts, variant="q16")
@@ -542,7 +540,8 @@ def test_float_is_slower_than_q16_on_the_collar(firmware):
     assert f32.fields["latency"] > q16.fields["latency"]
 
 
-@pytest.mark.hil
+@ON_QEMU
+@NATIVE
 def test_native_and_qemu_give_identical_logits(firmware, tiny):
     counts = stream_counts(WINDOW + HOP, seed=51)
     logits = {}
@@ -555,6 +554,7 @@ def test_native_and_qemu_give_identical_logits(firmware, tiny):
                                   tiny.q.run(windows_of(counts)))
 
 
+@pytest.mark.requires("arm-none-eabi-gcc", "newlib")
 def test_collar_q16_firmware_fits_the_collar(firmware):
     elf = firmware("qemu", "collar")
     memory = elf_memory(elf)
@@ -572,30 +572,35 @@ def test_collar_q16_firmware_fits_the_collar(firmware):
 
 
 def test_build_refuses_a_run_for_another_rate(tiny, tmp_path):
+    eartag, collar = load_target("eartag"), load_target("collar")
     with pytest.raises(SampleRateError, match=r"50 Hz.*62\.5 Hz"):
-        build_model_firmware(tiny.runs["collar"], "q16", "eartag", tmp_path)
+        build_model_firmware(sources(tiny.runs["collar"]), eartag,
+                             eartag.platform_for("qemu"), tmp_path)
     with pytest.raises(SampleRateError, match=r"62\.5 Hz.*50 Hz"):
-        build_native(tiny.runs["eartag"], "q16", "collar", tmp_path)
+        build_native(sources(tiny.runs["eartag"]), collar, tmp_path)
 
 
 def test_build_refuses_a_run_for_another_window(tiny, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny.runs["collar"], run)
-    config = json.loads((run / "config.json").read_text())
-    config["framing"]["hop"] = 32
-    (run / "config.json").write_text(json.dumps(config))
+    manifest = run / "c" / "q16" / "manifest.json"
+    described = json.loads(manifest.read_text())
+    described["framing"]["hop"] = 32
+    manifest.write_text(json.dumps(described))
+    collar = load_target("collar")
     with pytest.raises(FramingMismatchError, match=r"hop of 32 samples.*uses 64"):
-        build_model_firmware(run, "q16", "collar", tmp_path / "out")
+        build_model_firmware(sources(run), collar, collar.platform_for("qemu"), tmp_path / "out")
 
 
 def test_build_names_a_missing_variant(tiny, tmp_path):
     with pytest.raises(RunDirectoryError, match="harness export"):
-        build_model_firmware(tiny.runs["collar"], "q8", "collar", tmp_path)
+        RunDirectory(tiny.runs["collar"]).model_sources("q8")
 
 
 # --------------------------------------------------------------------------- native lifecycle
 
 
+@NATIVE
 def test_native_device_is_ended_on_every_exit_path(firmware):
     exe = firmware("native", "eartag")
     device = NativeDevice(exe, "eartag", timeout=READ_TIMEOUT_S)
@@ -622,7 +627,7 @@ def _process_gone(pid: int) -> bool:
 
 ORPHAN_SCRIPT = """
 import os, sys
-from device_sim.native import NativeDevice
+from device_sim.backends.native import NativeDevice
 device = NativeDevice(sys.argv[1], "eartag").start()
 port = device.open(timeout=10)
 assert port.read(1) == b"\\x00"       # booted: the flush byte before HELLO
@@ -631,6 +636,7 @@ os._exit(9)                           # die without any cleanup
 """
 
 
+@NATIVE
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_native_device_exits_when_its_host_dies(firmware):
     """The host process dies without cleanup: the device sees its terminal go and exits."""

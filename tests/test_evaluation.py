@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from device_sim.targets import load_target
+from device_sim.targets import Framing, load_target
 from fixtures.synthetic import write_csv
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.report import write_report
-from harness.targets import DEVICES, retarget, targets_table
+from harness.evaluation_report import write_report
+from harness.target_table import devices, retarget, targets_table
+from models.config import EvaluationOptions, ModelSizes, TrainConfig
 from models.crossval import (
-    EvaluationOptions,
     compare_seeds,
     describe,
     leave_one_animal_out,
@@ -27,8 +27,8 @@ from models.crossval import (
     model_keys,
     paired_difference,
 )
-from models.pipeline import DataSource, Framing, ModelSizes, load_recording_npz, read_json
-from models.training import TrainConfig
+from models.pipeline import DataSource
+from models.rundir import load_recording_npz, read_json
 
 FRAMING = Framing.of(load_target("eartag"))
 TINY = ModelSizes(hidden=8, perceptron=8, head=8, mlp_hidden=(8,), teacher_filters=(4, 8, 8))
@@ -249,10 +249,11 @@ def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_pa
     assert table["fold"] == "A01"
     rows = table["rows"]
     assert [(r["student"], r["device"]) for r in rows] == [
-        (kind, device.name) for kind in OPTIONS.students for device in DEVICES]
+        (kind, device.name) for kind in OPTIONS.students for device in devices("eartag")]
     for row in rows:
         report = json.loads(Path(row["report"]).read_text())
         assert row["latency_p50"] == report["latency"]["p50"]
+        assert report["schema_version"] == 1
         assert row["int_exact_fraction"] == 1.0
         on_tag = row["backend"] == "qemu"
         assert row["latency_unit"] == ("instructions" if on_tag else "nanoseconds")

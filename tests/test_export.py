@@ -13,8 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from device_sim.model_sources import ModelSources
 from models.export import build_host, export_float, export_quantized, run_host
 from models.quantize import INPUT_FRAC, fold_student, g_from_counts, quantize
+
+pytestmark = pytest.mark.requires("gcc")  # every test compiles the C with the host's gcc
 
 # Float32 C against PyTorch (float32 too, other summation order): logits within this, absolute.
 FLOAT_TOLERANCE = 1e-4
@@ -109,3 +112,20 @@ def test_generated_c_allocates_nothing(builds):
         for source in executable.parent.glob("*.c"):
             text = source.read_text()
             assert "malloc" not in text and "calloc" not in text, source
+
+
+def test_every_variant_folder_describes_its_model_in_a_manifest(builds):
+    for (kind, variant), (executable, model) in builds.items():
+        manifest = ModelSources.load(executable.parent).manifest
+        assert (manifest.kind, manifest.variant, manifest.window) == (kind, variant, TOY_WINDOW)
+        assert manifest.class_names == CLASSES and manifest.axes == 3
+        assert manifest.input_frac == INPUT_FRAC
+        if variant == "f32":
+            folded = fold_student(model, CLASSES, TOY_WINDOW)
+            assert manifest.model_hash == folded.model_hash
+            assert (manifest.logit_type, manifest.logit_frac) == ("float32", None)
+        else:
+            assert manifest.model_hash == model.model_hash
+            assert manifest.logit_type == f"int{variant[1:]}"
+            assert manifest.logit_frac == model.logit_frac
+        assert manifest.framing is None  # exported without a run: the firmware build refuses

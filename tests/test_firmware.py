@@ -7,6 +7,7 @@ its header for the list. Every read has a timeout; nothing waits on wall-clock s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import socket
@@ -17,16 +18,9 @@ import pytest
 import serial
 from elftools.elf.elffile import ELFFile
 
-from device_sim import build, qemu
-from device_sim.build import (
-    ECHO_EXAMPLE,
-    RAM_ORIGIN,
-    build_firmware,
-    elf_memory,
-    linker_script,
-    stack_bytes,
-)
-from device_sim.qemu import QemuDevice
+from device_sim.backends import qemu
+from device_sim.backends.qemu import QemuDevice
+from device_sim.crossbuild import ECHO_EXAMPLE, build_firmware, elf_memory, linker_script
 from device_sim.targets import load_target, target_names
 from harness.errors import (
     DeviceTimeoutError,
@@ -35,11 +29,10 @@ from harness.errors import (
     ToolchainError,
 )
 
-needs_gcc = pytest.mark.skipif(
-    shutil.which(build.CC) is None,
-    reason=f"{build.CC} missing: {build.INSTALL_HINT}")
-needs_qemu = pytest.mark.skipif(
-    shutil.which(qemu.QEMU) is None, reason=f"{qemu.QEMU} missing: {qemu.INSTALL_HINT}")
+# Builds need the cross-compiler and newlib; runs are hil tests on QEMU. The pytest plugin
+# decides whether those tools are here (a skip, or a failure under --hil-strict).
+needs_cross_compiler = pytest.mark.requires("arm-none-eabi-gcc", "newlib")
+on_qemu = pytest.mark.hil(backend="qemu")
 
 CMD_COUNT, CMD_STACK, CMD_DEEP, CMD_FAULT_BUS, CMD_FAULT_UNDEF, CMD_EXIT = range(1, 7)
 CFSR_PRECISERR = 0x200
@@ -50,13 +43,17 @@ DEEP_BYTES = 1024
 TARGETS = target_names()
 
 
+def qemu_build(target_name: str, sources: list[Path], out: Path, **options) -> Path:
+    """`sources` built for a target on the platform QEMU runs it on."""
+    target = load_target(target_name)
+    return build_firmware(target, target.platform_for("qemu"), sources, [], out, **options)
+
+
 @pytest.fixture(scope="module", params=TARGETS)
 def echo(request, tmp_path_factory) -> tuple[str, Path]:
     """The echo firmware built once per target: (target name, ELF path)."""
-    if shutil.which(build.CC) is None:
-        pytest.skip(f"{build.CC} missing: {build.INSTALL_HINT}")
     out = tmp_path_factory.mktemp(f"echo-{request.param}")
-    return request.param, build_firmware(request.param, [ECHO_EXAMPLE], [], out, name="echo")
+    return request.param, qemu_build(request.param, [ECHO_EXAMPLE], out, name="echo")
 
 
 def read_line(port: serial.SerialBase) -> str:
@@ -97,41 +94,42 @@ def qemu_running_for(elf: Path) -> bool:
 # -- builds ---------------------------------------------------------------------------------
 
 
-@needs_gcc
+@needs_cross_compiler
 def test_echo_builds_within_the_real_device(echo):
     name, elf = echo
     target = load_target(name)
     mem = elf_memory(elf)
     assert 0 < mem["flash"] < 8 * 1024
     assert 0 < mem["ram_static"] < 1024
-    assert mem["stack_reserved"] == stack_bytes(target)
+    assert mem["stack_reserved"] == target.stack_bytes
     assert mem["flash_limit"] == target.flash_bytes
     assert mem["ram_limit"] == target.ram_bytes
     assert mem["ram_static"] + mem["stack_reserved"] <= target.ram_bytes
 
 
-@needs_gcc
+@needs_cross_compiler
 def test_echo_builds_without_warnings(echo):
     _, elf = echo
     assert elf.with_suffix(".build.log").read_text() == ""
 
 
-@needs_gcc
+@needs_cross_compiler
 def test_linker_regions_are_the_profile_sizes(echo):
     name, elf = echo
     target = load_target(name)
+    platform = target.platform_for("qemu")
     written = elf.with_suffix(".ld").read_text()
-    assert written == linker_script(target)
+    assert written == linker_script(target, platform)
     regions = dict(re.findall(r"^\s*(FLASH|RAM)\s.*LENGTH = (\d+)$", written, re.MULTILINE))
     assert regions == {"FLASH": str(target.flash_bytes), "RAM": str(target.ram_bytes)}
     # The stack is at the very top of the real device's RAM.
     with elf.open("rb") as f:
         symtab = ELFFile(f).get_section_by_name(".symtab")
         top = symtab.get_symbol_by_name("__stack_top")[0]["st_value"]
-    assert top == RAM_ORIGIN + target.ram_bytes
+    assert top == platform.ram_origin + target.ram_bytes
 
 
-@needs_gcc
+@needs_cross_compiler
 def test_a_200_kb_table_overflows_the_collar_but_fits_the_ear_tag(tmp_path):
     source = tmp_path / "big.c"
     source.write_text(
@@ -143,17 +141,17 @@ def test_a_200_kb_table_overflows_the_collar_but_fits_the_ear_tag(tmp_path):
         "    for (uint32_t i = 0; i < sizeof big_table; i += 4096u) sum += big_table[i];\n"
         "    return (int)sum;\n}\n")
     with pytest.raises(FirmwareTooLargeError) as raised:
-        build_firmware("collar", [source], [], tmp_path / "collar", name="big")
+        qemu_build("collar", [source], tmp_path / "collar", name="big")
     message = str(raised.value)
     assert "collar" in message and "131072" in message and "128 KB" in message
     assert re.search(r"region .FLASH. overflowed by \d+ bytes", message)
     assert not (tmp_path / "collar" / "big.elf").exists()
 
-    elf = build_firmware("eartag", [source], [], tmp_path / "eartag", name="big")
+    elf = qemu_build("eartag", [source], tmp_path / "eartag", name="big")
     assert elf_memory(elf)["flash"] > 200 * 1024
 
 
-@needs_gcc
+@needs_cross_compiler
 def test_static_ram_beyond_the_collar_is_reported_with_the_stack(tmp_path):
     source = tmp_path / "ram.c"
     source.write_text(
@@ -162,15 +160,15 @@ def test_static_ram_beyond_the_collar_is_reported_with_the_stack(tmp_path):
         "void tag_fault_report(uint32_t pc, uint32_t cfsr) { (void)pc; (void)cfsr; }\n"
         "int main(void) { buffer[1] = 1; return buffer[1]; }\n")
     with pytest.raises(FirmwareTooLargeError, match=r"RAM of 28672 bytes .*stack"):
-        build_firmware("collar", [source], [], tmp_path, name="ram")
+        qemu_build("collar", [source], tmp_path, name="ram")
 
 
-@needs_gcc
+@needs_cross_compiler
 def test_a_compile_error_quotes_the_compiler(tmp_path):
     source = tmp_path / "broken.c"
     source.write_text("int main(void) { return undeclared_name; }\n")
     with pytest.raises(ToolchainError, match="undeclared_name") as raised:
-        build_firmware("collar", [source], [], tmp_path)
+        qemu_build("collar", [source], tmp_path)
     assert not isinstance(raised.value, FirmwareTooLargeError)
 
 
@@ -178,7 +176,7 @@ def test_missing_tools_name_the_packages(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ToolchainError, match="apt-get install gcc-arm-none-eabi "
                                              "libnewlib-arm-none-eabi"):
-        build_firmware("collar", [ECHO_EXAMPLE], [], tmp_path)
+        qemu_build("collar", [ECHO_EXAMPLE], tmp_path)
     with pytest.raises(ToolchainError, match="apt-get install qemu-system-arm"):
         QemuDevice(tmp_path / "fw.elf", "collar").start()
 
@@ -186,8 +184,7 @@ def test_missing_tools_name_the_packages(monkeypatch, tmp_path):
 # -- runs under QEMU ------------------------------------------------------------------------
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_boot_line_and_echo(echo):
     name, elf = echo
     with QemuDevice(elf, name) as device:
@@ -198,8 +195,7 @@ def test_boot_line_and_echo(echo):
         assert device.alive and device.exit_code is None
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_counter_is_positive_in_instructions_and_repeatable(echo):
     name, elf = echo
     counts = []
@@ -216,11 +212,10 @@ def test_counter_is_positive_in_instructions_and_repeatable(echo):
     assert len(set(counts)) == 1, counts
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_stack_peak_grows_with_a_deep_call_and_stays_reserved(echo):
     name, elf = echo
-    reserved = stack_bytes(load_target(name))
+    reserved = load_target(name).stack_bytes
     with QemuDevice(elf, name) as device:
         port = boot(device)
         peak, total = map(int, command(port, CMD_STACK).removeprefix("STACK ").split())
@@ -231,8 +226,7 @@ def test_stack_peak_grows_with_a_deep_call_and_stays_reserved(echo):
         assert peak < deeper and DEEP_BYTES <= deeper < reserved
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 @pytest.mark.parametrize(("byte", "function", "cfsr_bit"), [
     (CMD_FAULT_BUS, "fault_bus", CFSR_PRECISERR),
     (CMD_FAULT_UNDEF, "fault_undef", CFSR_UNDEFINSTR),
@@ -251,8 +245,7 @@ def test_a_fault_is_reported_and_ends_the_run(echo, byte, function, cfsr_bit):
         assert not device.alive
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_semihosting_exit_code_reaches_the_host(echo):
     name, elf = echo
     with QemuDevice(elf, name) as device:
@@ -262,8 +255,7 @@ def test_semihosting_exit_code_reaches_the_host(echo):
         assert device.exit_code == 7
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_stop_mid_session_leaves_no_qemu_and_reads_do_not_hang(echo):
     name, elf = echo
     device = QemuDevice(elf, name).start()
@@ -284,8 +276,7 @@ def test_stop_mid_session_leaves_no_qemu_and_reads_do_not_hang(echo):
         device.stop()
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_keyboard_interrupt_in_the_caller_still_ends_qemu(echo):
     name, elf = echo
     with pytest.raises(KeyboardInterrupt), QemuDevice(elf, name) as device:
@@ -295,8 +286,7 @@ def test_keyboard_interrupt_in_the_caller_still_ends_qemu(echo):
     assert not qemu_running_for(elf)
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_qemu_dying_at_start_is_reported_with_its_stderr(echo):
     name, elf = echo
     device = QemuDevice(elf, name, extra_args=["-no-such-option"])
@@ -305,8 +295,7 @@ def test_qemu_dying_at_start_is_reported_with_its_stderr(echo):
     assert not device.alive
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_waiting_for_a_guest_that_does_not_exit_times_out(echo):
     name, elf = echo
     with QemuDevice(elf, name) as device:
@@ -316,8 +305,7 @@ def test_waiting_for_a_guest_that_does_not_exit_times_out(echo):
         assert device.alive
 
 
-@pytest.mark.hil
-@needs_qemu
+@on_qemu
 def test_a_port_taken_before_qemu_binds_it_is_retried(echo, monkeypatch):
     name, elf = echo
     with socket.socket() as squatter:
@@ -332,13 +320,13 @@ def test_a_port_taken_before_qemu_binds_it_is_retried(echo, monkeypatch):
             boot(device)
 
 
-@pytest.mark.hil
-@needs_qemu
-@needs_gcc
+@on_qemu
 def test_dwt_build_reports_cycles(tmp_path):
     """Real-silicon counter: builds and announces its unit; QEMU's DWT is not implemented."""
-    elf = build_firmware("eartag", [ECHO_EXAMPLE], [], tmp_path,
-                         defines={"TAG_COUNTER_DWT": ""}, name="echo_dwt")
+    target = load_target("eartag")
+    silicon = dataclasses.replace(target.platform_for("qemu"), counter="dwt",
+                                  counter_unit="cycles", counter_per_tick=1)
+    elf = build_firmware(target, silicon, [ECHO_EXAMPLE], [], tmp_path, name="echo_dwt")
     with QemuDevice(elf, "eartag") as device:
         port = device.open(timeout=READ_TIMEOUT_S)
         assert read_line(port) == "BOOT echo target=eartag unit=cycles"

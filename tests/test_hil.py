@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 
+from device_sim.backends import prepare_device
 from harness.assertions import (
     assert_fits,
     assert_float_agreement,
@@ -21,8 +22,9 @@ from harness.assertions import (
 )
 from harness.errors import DeviceTimeoutError, EmulatorError
 from harness.session import DeviceSession
-from models.quantize import counts_from_g, load_quantized
+from models.quantize import counts_from_g
 from models.recordings import make_windows
+from models.rundir import RunDirectory
 
 pytestmark = pytest.mark.hil
 
@@ -34,32 +36,32 @@ def lying_still(samples: int) -> np.ndarray:
 
 def test_q16_gru_mlp_is_bit_exact_on_the_device(hil_run, hil_target):
     report = hil_run("q16", max_windows=24)
-    assert report["windows"] >= 10
+    assert report.windows >= 10
     assert_int_exact(report)
     assert_no_missed_windows(report)
     assert_float_agreement(report, minimum=0.95)
     assert_fits(report)
-    assert report["target"] == hil_target.name
-    assert report["counter_unit"] == "instructions"
-    assert 0 < report["latency"]["p50"] <= report["latency"]["max"]
-    assert 0 < report["memory"]["stack_peak"] <= report["memory"]["stack_reserved"]
+    assert report.target == hil_target.name
+    assert report.counter_unit == "instructions"
+    assert 0 < report.latency.p50 <= report.latency.max
+    assert 0 < report.memory.stack_peak <= report.memory.stack_reserved
 
 
 def test_q16_is_bit_exact_when_streamed_in_real_time(hil_run):
     report = hil_run("q16", max_windows=3, realtime=True)
-    assert report["realtime"] is True
+    assert report.realtime is True
     assert_int_exact(report)
     assert_no_missed_windows(report)
-    assert report["deadline_misses"] is not None
+    assert report.deadline_misses is not None
 
 
 def test_float_variant_runs_and_shows_the_cost_of_software_float(hil_run, hil_target):
     f32 = hil_run("f32", max_windows=3)
     q16 = hil_run("q16", max_windows=3)
-    assert f32["windows"] == q16["windows"] == 3
-    assert f32["float_max_abs_logit_error"] < 1e-3
+    assert f32.windows == q16.windows == 3
+    assert f32.float_max_abs_logit_error < 1e-3
     if not hil_target.fpu:  # the collar's Cortex-M3 emulates every float operation
-        assert f32["latency"]["p50"] > 2 * q16["latency"]["p50"]
+        assert f32.latency.p50 > 2 * q16.latency.p50
 
 
 def test_the_same_target_answers_the_same_way_twice(dut, hil_run_dir):
@@ -119,18 +121,18 @@ def _reference(hil_run_dir, recording, session):
     counts = counts_from_g(recording.accel_g[bout])
     windows = make_windows(recording, session.info.window, session.info.hop)
     first = windows.bouts == recording.bouts[0]
-    reference = load_quantized(hil_run_dir / "quantized" / "q16").run(
+    reference = RunDirectory(hil_run_dir).load_quantized("q16").run(
         counts_from_g(windows.x[first]))
     return counts, reference
 
 
+@pytest.mark.hil(backend="qemu")  # the proxy relays QEMU's TCP serial port
 @pytest.mark.parametrize("direction", ["to_device", "to_host"])
 def test_a_corrupted_frame_costs_one_frame_and_the_run_goes_on(hil_target, hil_run_dir,
                                                                hil_recording, tmp_path,
                                                                direction):
-    from device_sim.backends import prepare_device
-
-    prepared = prepare_device("qemu", hil_run_dir, "q16", hil_target, tmp_path)
+    model = RunDirectory(hil_run_dir).model_sources("q16")
+    prepared = prepare_device("qemu", model, hil_target, tmp_path)
     with prepared.device as device:
         # Frame 4 on the way in is a SAMPLES frame; on the way out, the first RESULT or so.
         proxy = CorruptingProxy(device.url, direction, frame_number=4)
@@ -168,13 +170,14 @@ def test_killing_the_emulator_mid_run_is_a_clear_error_and_leaves_no_process(dut
     assert leftover.returncode == 1, leftover.stdout
 
 
+@pytest.mark.hil(backend="qemu")
+@pytest.mark.requires("gcc")
 def test_host_native_build_gives_the_same_integer_logits(hil_target, hil_run_dir,
                                                          hil_recording, tmp_path):
-    from device_sim.backends import prepare_device
-
+    model = RunDirectory(hil_run_dir).model_sources("q16")
     logits = {}
     for backend in ("qemu", "native"):
-        prepared = prepare_device(backend, hil_run_dir, "q16", hil_target, tmp_path / backend)
+        prepared = prepare_device(backend, model, hil_target, tmp_path / backend)
         with prepared.device as device, DeviceSession(device.url,
                                                       check_alive=device.check_alive) as s:
             counts, reference = _reference(hil_run_dir, hil_recording, s)

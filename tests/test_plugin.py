@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,13 +21,29 @@ def test_on_the_tag(hil_target):
     assert hil_target.name == "collar"
 """
 
+REPOSITORY = Path(__file__).parents[1]
+
 
 @pytest.fixture
 def bare_path(tmp_path) -> str:
-    """A PATH with this Python but without QEMU or the cross-compiler."""
+    """A PATH with this Python but without QEMU or any compiler."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
+    return str(bin_dir)
+
+
+def path_without(tmp_path: Path, tool: str) -> str:
+    """A PATH with every program of this one but `tool`: as if it were not installed."""
+    bin_dir = tmp_path / f"without-{tool}"
+    bin_dir.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        if not Path(folder).is_dir():
+            continue
+        for program in Path(folder).iterdir():
+            link = bin_dir / program.name
+            if program.name != tool and not link.exists() and os.access(program, os.X_OK):
+                link.symlink_to(program)
     return str(bin_dir)
 
 
@@ -34,7 +53,9 @@ def test_a_missing_emulator_skips_with_what_to_install(pytester, bare_path, monk
     pytester.makepyfile(HIL_TEST)
     result = pytester.runpytest_subprocess("-m", "hil", "--hil-target", "collar", "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*apt-get install qemu-system-arm gcc-arm-none-eabi*"])
+    result.stdout.fnmatch_lines(["*needs arm-none-eabi-gcc, newlib, qemu-system-arm: apt-get "
+                                 "install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                                 "qemu-system-arm*"])
 
 
 def test_strict_mode_turns_the_skip_into_a_failure(pytester, bare_path, monkeypatch):
@@ -43,7 +64,7 @@ def test_strict_mode_turns_the_skip_into_a_failure(pytester, bare_path, monkeypa
     result = pytester.runpytest_subprocess("-m", "hil", "--hil-target", "collar",
                                            "--hil-strict")
     result.assert_outcomes(errors=1)  # failed in setup, before the test body ran
-    result.stdout.fnmatch_lines(["*apt-get install qemu-system-arm*--hil-strict*"])
+    result.stdout.fnmatch_lines(["*apt-get install *qemu-system-arm*--hil-strict*"])
 
 
 def test_ci_environment_means_strict(pytester, bare_path, monkeypatch):
@@ -52,6 +73,43 @@ def test_ci_environment_means_strict(pytester, bare_path, monkeypatch):
     pytester.makepyfile(HIL_TEST)
     pytester.runpytest_subprocess("-m", "hil", "--hil-target", "collar").assert_outcomes(
         errors=1)
+
+
+def test_requires_and_a_pinned_backend_name_their_tools(pytester, bare_path, monkeypatch):
+    monkeypatch.setenv("PATH", bare_path)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.requires("gcc")
+        def test_host_compiler():
+            pass
+
+        @pytest.mark.hil(backend="native")
+        def test_on_the_host():
+            pass
+
+        def test_needs_nothing():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-rs", "--hil-backend", "qemu")
+    result.assert_outcomes(passed=1, skipped=2)
+    # Both for gcc: the pinned backend's tools, not --hil-backend's (no QEMU).
+    result.stdout.fnmatch_lines(["SKIPPED [[]2[]] *: needs gcc: apt-get install gcc (*"])
+    assert "qemu-system-arm" not in result.stdout.str()
+
+
+def test_an_unknown_tool_is_an_error_not_a_skip(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.requires("no-such-tool")
+        def test_it():
+            pass
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*unknown tool 'no-such-tool'*"])
 
 
 def test_one_test_per_selected_target(pytester):
@@ -66,7 +124,12 @@ def test_one_test_per_selected_target(pytester):
     result.stdout.fnmatch_lines(["*test_profile?collar?*", "*test_profile?eartag?*"])
 
 
-@pytest.mark.hil
+def test_the_backend_choices_are_the_registry(pytester):
+    result = pytester.runpytest_subprocess("--hil-backend", "no-such-backend")
+    result.stderr.fnmatch_lines(["*--hil-backend*invalid choice*'native', 'qemu', 'serial'*"])
+
+
+@pytest.mark.hil(backend="native")
 @pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
 def test_a_run_attaches_its_figures_to_the_junit_xml(pytester, hil_run_dir):
     pytester.makepyfile("""
@@ -84,3 +147,18 @@ def test_a_run_attaches_its_figures_to_the_junit_xml(pytester, hil_run_dir):
     assert properties["hil_int_exact_fraction"] == "1.0"
     assert properties["hil_latency_unit"] == "nanoseconds"
     assert int(properties["hil_windows"]) == 3
+
+
+def test_ci_without_qemu_fails_every_hil_test_that_needs_it_and_skips_none(tmp_path):
+    """This project's own `pytest -m hil`, as CI runs it, on a machine whose QEMU is gone."""
+    env = os.environ | {"PATH": path_without(tmp_path, "qemu-system-arm"), "CI": "true"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "hil", "-q", "-p", "no:cacheprovider",
+         f"--basetemp={tmp_path / 'basetemp'}", str(REPOSITORY / "tests")],
+        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=600)
+    summary = result.stdout.strip().splitlines()[-1]
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert counts.get("skipped", 0) == 0, summary
+    assert counts.get("errors", 0) + counts.get("failed", 0) >= 20, summary
+    assert "needs qemu-system-arm: apt-get install qemu-system-arm" in result.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_sim import protocol as p
+from device_sim import toolchain
 from harness.errors import HarnessError
 
 C_TEST = Path(__file__).parent / "c" / "proto_roundtrip.c"
-C_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wsign-conversion",
-           "-pedantic", "-O1"]
+# On top of the project's host flags: the link layer must also be free of implicit conversions.
+STRICT_FLAGS = ["-Wconversion", "-Wsign-conversion"]
+C_FLAGS = [*toolchain.HOST_CFLAGS, *STRICT_FLAGS]
 
 # Representative values per message, extremes included; a new message in the TOML must be added.
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -302,16 +303,33 @@ def test_header_generation_is_deterministic(tmp_path: Path) -> None:
         assert define in text
 
 
+def test_link_header_is_copied_beside_tag_proto(tmp_path: Path) -> None:
+    link = p.write_c_header(tmp_path).parent / "tag_link.h"
+    assert link.read_bytes() == p.LINK_HEADER.read_bytes()
+    stamp = link.stat().st_mtime_ns
+    os.utime(link, ns=(stamp - 10**9, stamp - 10**9))
+    p.write_c_header(tmp_path)
+    assert link.stat().st_mtime_ns == stamp - 10**9  # unchanged: not rewritten
+    text = p.generate_c_header()  # the constants first, then the link API, then the messages
+    assert (text.index("#define TAG_STR_LEN") < text.index('#include "tag_link.h"')
+            < text.index("tag_hello_pack"))
+
+
+@pytest.mark.requires("gcc")
+def test_link_header_alone_asks_for_tag_proto(tmp_path: Path) -> None:
+    p.write_c_header(tmp_path)
+    (tmp_path / "only_link.c").write_text('#include "tag_link.h"\n')
+    result = subprocess.run(["gcc", *C_FLAGS, f"-I{tmp_path}", "-fsyntax-only",
+                             str(tmp_path / "only_link.c")], capture_output=True, text=True)
+    assert result.returncode != 0 and "include tag_proto.h instead" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def c_roundtrip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("host gcc is not installed")
     folder = tmp_path_factory.mktemp("proto_c")
     p.write_c_header(folder)
-    exe = folder / "proto_roundtrip"
-    subprocess.run(["gcc", *C_FLAGS, f"-I{folder}", str(p.LINK_SOURCE), str(C_TEST), "-o",
-                    str(exe)], check=True, capture_output=True, text=True)
-    return exe
+    return toolchain.compile_host([p.LINK_SOURCE, C_TEST], folder / "proto_roundtrip", [folder],
+                                  extra_flags=STRICT_FLAGS)
 
 
 def run_c(exe: Path, mode: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -319,6 +337,7 @@ def run_c(exe: Path, mode: str, data: bytes) -> subprocess.CompletedProcess[byte
                           timeout=10)
 
 
+@pytest.mark.requires("gcc")
 def test_c_crc_and_cobs_agree(c_roundtrip: Path) -> None:
     assert run_c(c_roundtrip, "crc", b"123456789").stdout == b"0x29b1\n"
     rng = np.random.default_rng(0)
@@ -330,6 +349,7 @@ def test_c_crc_and_cobs_agree(c_roundtrip: Path) -> None:
     assert run_c(c_roundtrip, "crc", cases[-2]).stdout == f"0x{p.crc16(cases[-2]):04x}\n".encode()
 
 
+@pytest.mark.requires("gcc")
 def test_c_decodes_and_reencodes_every_message(c_roundtrip: Path) -> None:
     stream = b"".join(all_frames())
     result = run_c(c_roundtrip, "frames", stream)
@@ -337,6 +357,7 @@ def test_c_decodes_and_reencodes_every_message(c_roundtrip: Path) -> None:
     assert result.stderr == f"frames={len(EXAMPLES)} bad=0 malformed=0\n".encode()
 
 
+@pytest.mark.requires("gcc")
 def test_c_and_python_agree_on_corrupted_input(c_roundtrip: Path) -> None:
     rng = np.random.default_rng(1)
     good = all_frames()
@@ -362,10 +383,9 @@ def test_c_and_python_agree_on_corrupted_input(c_roundtrip: Path) -> None:
     assert int(counts["bad"]) + int(counts["malformed"]) == decoder.bad_frames
 
 
+@pytest.mark.requires("arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", ["cortex-m3", "cortex-m4"])
 def test_c_compiles_for_cortex_m(tmp_path: Path, cpu: str) -> None:
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("arm-none-eabi-gcc is not installed")
     p.write_c_header(tmp_path)
     subprocess.run(["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", *C_FLAGS, "-Os",
                     f"-I{tmp_path}", "-c", str(p.LINK_SOURCE), "-o", str(tmp_path / "tag_link.o")],

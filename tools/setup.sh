@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine: system packages with apt when missing,
 # then a virtual environment in .venv with torch==2.13.0 (CPU build) installed first.
-# Usage: bash tools/setup.sh            (prints the path of the environment's bin folder last)
+# The tools and their packages are listed once, in device_sim/toolchain.py.
+# Usage: bash tools/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v qemu-system-arm    >/dev/null || need_apt+=(qemu-system-arm)
-command -v arm-none-eabi-gcc  >/dev/null || need_apt+=(gcc-arm-none-eabi)
-[ -d /usr/lib/arm-none-eabi/newlib ] || need_apt+=(libnewlib-arm-none-eabi)
-command -v gcc                >/dev/null || need_apt+=(gcc)
-command -v python3            >/dev/null || need_apt+=(python3)
-python3 -m venv --help        >/dev/null 2>&1 || need_apt+=(python3-venv)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "setup: installing system packages: ${need_apt[*]}" >&2
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+apt_install() {
+    echo "setup: installing system packages: $*" >&2
+    local sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >&2
+}
+
+# Python first: it reads the toolchain table.
+bootstrap=()
+command -v python3 >/dev/null || bootstrap+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || bootstrap+=(python3-venv)
+[ ${#bootstrap[@]} -eq 0 ] || apt_install "${bootstrap[@]}"
+
+read -r -a need_apt <<< "$(python3 -m device_sim.toolchain packages --missing)"
+[ ${#need_apt[@]} -eq 0 ] || apt_install "${need_apt[@]}"
+still_missing="$(python3 -m device_sim.toolchain packages --missing)"
+if [ -n "$still_missing" ]; then
+    echo "setup: still missing after apt-get: $still_missing" >&2
+    exit 1
 fi
 
 # The venv sees site-packages of the interpreter that made it, so a torch already there is reused.

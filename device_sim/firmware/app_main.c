@@ -27,7 +27,7 @@
  *   faults    tag_fault_report() sends ERROR(HARD_FAULT, detail = CFSR, pc); the platform stops.
  *
  * Compile-time inputs: the platform (platform.h), the generated protocol header (tag_proto.h),
- * the exported model (tag_model.h) and -D definitions from device_sim/firmware_build.py:
+ * the exported model (tag_model.h) and -D definitions from device_sim/appbuild.py:
  * TAG_TARGET_NAME, TAG_BUILD_ID, TAG_SAMPLE_RATE_MHZ, TAG_HOP, TAG_CLOCK_HZ, TAG_WINDOW and,
  * for tests only, TAG_TEST_HOOKS (a SAMPLES frame whose first sample is TAG_TEST_FAULT_SAMPLE
  * makes a deliberate bus fault).
@@ -43,19 +43,19 @@
 #include "tag_proto.h"
 
 #ifndef TAG_TARGET_NAME
-#error "TAG_TARGET_NAME is set by device_sim/firmware_build.py"
+#error "TAG_TARGET_NAME is set by device_sim/appbuild.py"
 #endif
 #ifndef TAG_BUILD_ID
 #define TAG_BUILD_ID "unversioned"
 #endif
 #ifndef TAG_SAMPLE_RATE_MHZ
-#error "TAG_SAMPLE_RATE_MHZ (sample rate in millihertz) is set by device_sim/firmware_build.py"
+#error "TAG_SAMPLE_RATE_MHZ (sample rate in millihertz) is set by device_sim/appbuild.py"
 #endif
 #ifndef TAG_HOP
-#error "TAG_HOP (samples between window starts) is set by device_sim/firmware_build.py"
+#error "TAG_HOP (samples between window starts) is set by device_sim/appbuild.py"
 #endif
 #ifndef TAG_CLOCK_HZ
-#error "TAG_CLOCK_HZ is set by device_sim/build.py"
+#error "TAG_CLOCK_HZ is set by device_sim/crossbuild.py"
 #endif
 #if defined(TAG_WINDOW) && (TAG_WINDOW != TAG_MODEL_WINDOW)
 #error "the model's window differs from the target's window"
@@ -72,13 +72,8 @@
 
 /* ---- what HELLO announces --------------------------------------------------------------- */
 
-#if defined(TAG_PLATFORM_HOST)
-#define APP_COUNTER_UNIT TAG_COUNTER_NANOSECONDS
-#elif defined(TAG_COUNTER_DWT)
-#define APP_COUNTER_UNIT TAG_COUNTER_CYCLES
-#else
-#define APP_COUNTER_UNIT TAG_COUNTER_INSTRUCTIONS
-#endif
+/* The platform's counter unit (platform.h) as a HELLO.counter_unit value. */
+#define APP_COUNTER_UNIT TAG_COUNTER_UNIT_ID
 
 #if TAG_MODEL_LOGIT_FLOAT
 #define APP_LOGIT_TYPE TAG_LOGIT_FLOAT32
@@ -112,8 +107,12 @@
 #define TAG_TEST_FAULT_X (-32768)
 #define TAG_TEST_FAULT_Y (-32768)
 #define TAG_TEST_FAULT_Z 12345
-/* Nothing is mapped here on the mps2 boards (a precise BusFault), nor in a host process. */
-#define TAG_TEST_FAULT_ADDRESS 0x70000000u
+/* An address nothing is mapped at (a precise BusFault), from the target profile's platform;
+ * nothing is mapped there in a host process either. */
+#ifndef TAG_UNMAPPED_ADDRESS
+#error "TAG_UNMAPPED_ADDRESS comes from the target profile's platform"
+#endif
+#define TAG_TEST_FAULT_ADDRESS TAG_UNMAPPED_ADDRESS
 #endif
 
 /* ---- state ------------------------------------------------------------------------------ */

@@ -3,11 +3,13 @@
  *
  * One small API for everything the application needs from the board: the UART to the host,
  * a latency counter with an explicit unit, the stack high-water mark, fault reporting and a
- * way to stop the emulator with an exit code. It targets the Arm mps2 boards that QEMU uses as
- * stand-ins for the real tags (CMSDK APB UART0, SysTick) and keeps to plain C99.
+ * way to stop the emulator with an exit code. Plain C99. The common part (startup.c, fault.c)
+ * serves every Cortex-M; the drivers of a platform (uart_<name>.c, counter_<name>.c) and their
+ * parameters are named by the target profile (device_sim/targets/<name>.toml, [platforms]) and
+ * compiled in by device_sim/crossbuild.py.
  *
- * Compile-time options (set with -D by device_sim/build.py or by hand):
- *   TAG_COUNTER_DWT    use DWT->CYCCNT (real silicon) instead of SysTick; the unit is "cycles".
+ * Compile-time options (set with -D by device_sim/crossbuild.py from the profile, or by hand):
+ *   TAG_EXTERNAL_IRQS  external interrupt lines of the MCU (length of the vector table)
  *   TAG_SEMIHOSTING=0  real board without a debugger: tag_exit() parks the core instead of
  *                      issuing a semihosting call (which would fault without a debugger).
  *   TAG_PLATFORM_HOST  the same API for a host process (platform_host.c): UART = stdin/stdout,
@@ -18,29 +20,11 @@
 
 #include <stdint.h>
 
-/* ---- UART (CMSDK APB UART0 at 0x40004000 on mps2-an385 / mps2-an386) ---- */
+/* ---- UART to the host ---- */
 
-/* Register block of the CMSDK APB UART; offsets from the CMSDK technical reference. */
-typedef struct {
-    volatile uint32_t DATA;      /* 0x00 read: received byte, write: byte to send */
-    volatile uint32_t STATE;     /* 0x04 bit0 TX buffer full, bit1 RX buffer full, bits2-3 overrun */
-    volatile uint32_t CTRL;      /* 0x08 bit0 TX enable, bit1 RX enable */
-    volatile uint32_t INTSTATUS; /* 0x0C interrupt status / clear */
-    volatile uint32_t BAUDDIV;   /* 0x10 baud divider, >= 16 (QEMU refuses to send below 16) */
-} tag_uart_regs_t;
-
-#define TAG_UART0_BASE 0x40004000u
-#define TAG_UART0 ((tag_uart_regs_t *)TAG_UART0_BASE)
-
-#define TAG_UART_STATE_TX_FULL 0x1u
-#define TAG_UART_STATE_RX_FULL 0x2u
-#define TAG_UART_CTRL_TX_EN 0x1u
-#define TAG_UART_CTRL_RX_EN 0x2u
-
-/* mps2 boards clock the APB peripherals from the 25 MHz system clock. */
-#define TAG_UART_PCLK_HZ 25000000u
-#define TAG_UART_BAUD 115200u
-
+/* One driver per platform (uart_<name>.c, named by the target profile's platform); its base
+ * address, clock and TAG_UART_BAUD come from the profile as -D definitions. Polled, no
+ * interrupts, no buffering: the host side of the wire protocol does flow control. */
 void tag_uart_init(void);
 void tag_uart_putc(uint8_t byte);                  /* blocks while the TX buffer is full */
 void tag_uart_write(const uint8_t *data, uint32_t len);
@@ -51,22 +35,18 @@ int tag_uart_getc(void);                           /* next byte 0..255, or -1 if
 /* ---- latency counter ---- */
 
 /*
- * Under QEMU with -icount shift=0 one SysTick tick is 40 instructions on mps2 (25 MHz sysclk,
- * 1 ns of virtual time per instruction), so the SysTick counter is reported in instructions.
- * On real silicon DWT->CYCCNT counts core cycles. Every figure carries its unit: never call
- * instructions cycles.
+ * One driver per platform (counter_<name>.c: systick, dwt; platform_host.c on the host). Its
+ * unit comes from the target profile's platform: "instructions" under an emulator that counts
+ * them (QEMU -icount shift=0), "cycles" on silicon (DWT->CYCCNT), "nanoseconds" on the host.
+ * Every figure carries its unit: never call instructions cycles.
+ *   TAG_COUNTER_UNIT     the unit as text (e.g. "instructions")
+ *   TAG_COUNTER_UNIT_ID  the same as a HELLO.counter_unit value (messages.toml)
+ *   TAG_COUNTER_SCALE    units per hardware tick (40 instructions per SysTick tick on mps2)
  */
 typedef uint64_t tag_count_t;
 
-#if defined(TAG_PLATFORM_HOST)
-#define TAG_COUNTER_UNIT "nanoseconds" /* platform_host.c: CLOCK_MONOTONIC */
-#define TAG_COUNTER_SCALE 1u
-#elif defined(TAG_COUNTER_DWT)
-#define TAG_COUNTER_UNIT "cycles"
-#define TAG_COUNTER_SCALE 1u
-#else
-#define TAG_COUNTER_UNIT "instructions"
-#define TAG_COUNTER_SCALE 40u /* instructions per SysTick tick under -icount shift=0 on mps2 */
+#if !defined(TAG_COUNTER_UNIT) || !defined(TAG_COUNTER_UNIT_ID) || !defined(TAG_COUNTER_SCALE)
+#error "TAG_COUNTER_UNIT, _UNIT_ID and _SCALE come from the target profile (device_sim/crossbuild.py)"
 #endif
 
 void tag_counter_start(void);                      /* starts the counter; safe to call again */

@@ -1,7 +1,7 @@
 /*
  * Reset and exception entry for the Cortex-M3 (collar) and Cortex-M4F (ear tag) builds.
  *
- * The linker script written by device_sim/build.py provides the symbols used here: the .data
+ * The linker script written by device_sim/crossbuild.py provides the symbols used here: the .data
  * image in flash, the .bss bounds and the stack reserved at the top of RAM.
  */
 #include <stdint.h>
@@ -17,7 +17,7 @@ extern uint32_t __stack_bottom;
 extern uint32_t __stack_top;   /* initial main stack pointer: the top of RAM */
 
 void Reset_Handler(void);
-void SysTick_Handler(void);    /* counter.c */
+void SysTick_Handler(void);    /* counter_<name>.c */
 void tag_fault_entry(void);    /* fault.c: HardFault, MemManage, BusFault, UsageFault */
 
 /* System Handler Control and State Register: enables the configurable fault handlers. */
@@ -32,13 +32,13 @@ void tag_fault_entry(void);    /* fault.c: HardFault, MemManage, BusFault, Usage
 
 /*
  * Vector table. An interrupt the firmware does not expect (NMI, SVC, external IRQs) goes to the
- * fault path as well, so the host gets a report instead of a silent hang. The mps2 boards wire
- * 32 external interrupts; the real CC2650 and nRF52840 have fewer or more, but the firmware
- * enables none of them.
+ * fault path as well, so the host gets a report instead of a silent hang. TAG_EXTERNAL_IRQS,
+ * the MCU's number of external interrupt lines, comes from the target profile's platform; the
+ * firmware enables none of them.
  */
-#define TAG_EXTERNAL_IRQS 32
-#define FAULT4 tag_fault_entry, tag_fault_entry, tag_fault_entry, tag_fault_entry
-#define FAULT16 FAULT4, FAULT4, FAULT4, FAULT4
+#ifndef TAG_EXTERNAL_IRQS
+#error "TAG_EXTERNAL_IRQS comes from the target profile's platform (device_sim/crossbuild.py)"
+#endif
 
 typedef void (*tag_vector_t)(void);
 
@@ -57,7 +57,9 @@ const tag_vector_t tag_vectors[16 + TAG_EXTERNAL_IRQS] = {
     0,               /* reserved */
     tag_fault_entry, /* PendSV */
     SysTick_Handler,
-    FAULT16, FAULT16, /* external interrupts 0..31 */
+    /* External interrupts: a GNU range designator, as every Cortex-M start-up file in GCC has
+     * some way of repeating one handler; this one keeps the count a single number. */
+    [16 ... 16 + TAG_EXTERNAL_IRQS - 1] = tag_fault_entry,
 };
 
 static void enable_fpu(void)
@@ -120,4 +122,18 @@ uint32_t tag_stack_peak(void)
         ++p;
     }
     return (uint32_t)((uintptr_t)&__stack_top - (uintptr_t)p);
+}
+
+/* ---- interrupts off and on (PRIMASK), for the counter's measurements ---- */
+
+uint32_t tag_irq_mask(void)
+{
+    uint32_t primask;
+    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
+    return primask;
+}
+
+void tag_irq_restore(uint32_t primask)
+{
+    __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
 }

@@ -2,8 +2,8 @@
  *
  * Frame on the wire: COBS(payload) + 0x00, payload = type, seq, body, crc16 (little-endian).
  * Plain C99: no allocation, no globals, no libc beyond the integer types; every buffer and its
- * size come from the caller. Declarations and the message pack/unpack helpers are in the
- * generated tag_proto.h.
+ * size come from the caller. Declarations are in tag_link.h, which the generated tag_proto.h
+ * includes after the protocol's constants and before the message pack/unpack helpers.
  */
 #include "tag_proto.h"
 

@@ -1,23 +1,69 @@
 """Target profiles: one TOML file per device, the single source of its facts.
 
-Everything derived from a target (training window and rate, linker regions, compiler flags,
-latency deadline) is computed from the profile here, never restated elsewhere.
+A profile is `common.toml` (the budget and thresholds every target starts from) overlaid with
+`<name>.toml`. Everything derived from a target (training window and rate, linker regions,
+compiler flags, drivers, latency deadline) is computed from the profile, never restated.
+
+A profile describes the real device (MCU, clock, flash, RAM, sensor) and the platforms its
+firmware is built for: `[backends]` names, for each backend, a `[platforms.<name>]` table with
+the drivers (UART, counter), their parameters and the memory map. So a new board is one
+profile and, if it needs one, one driver file in device_sim/firmware/.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness.errors import UnknownTargetError
+from device_sim.errors import TargetProfileError, UnknownTargetError
 
 PROFILE_DIR = Path(__file__).parent
+COMMON_PROFILE = PROFILE_DIR / "common.toml"
+DEFAULT_TARGET = "eartag"  # what a command trains for and runs on unless told otherwise
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a recording is cut into windows: sample rate, window and hop (samples)."""
+
+    rate_hz: float
+    window: int
+    hop: int
+    target: str | None = None  # the target whose framing this is, if any
+
+    @classmethod
+    def of(cls, target: TargetProfile) -> Framing:
+        """The framing of a target profile: its sensor rate, window and hop."""
+        return cls(target.sample_rate_hz, target.window, target.hop, target.name)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a firmware is built for and runs on: an emulated board or the real MCU."""
+
+    name: str
+    description: str
+    machine: str            # the emulator's name of it (QEMU's -M); "" for real silicon
+    uart: str               # driver device_sim/firmware/uart_<uart>.c
+    uart_baud: int
+    counter: str            # driver device_sim/firmware/counter_<counter>.c
+    counter_unit: str       # what the counter counts there: a protocol counter unit
+    counter_per_tick: int   # counter units per hardware tick
+    flash_origin: int
+    ram_origin: int
+    external_irqs: int      # external interrupt lines: the length of the vector table
+    unmapped_address: int   # nothing is mapped here: a load is a precise BusFault
+    defines: Mapping[str, int | str] = field(default_factory=dict)  # the drivers' parameters
 
 
 @dataclass(frozen=True)
 class TargetProfile:
     name: str
+    label: str  # how tables name it: "ear tag"
     description: str
     mcu: str
     core: str
@@ -31,12 +77,13 @@ class TargetProfile:
     window: int
     hop: int
     os: str
-    qemu_machine: str
-    renode_platform: str
     latency_share_of_hop: float
     cycles_per_instruction: float
     stack_bytes: int  # reserved for the firmware's stack
-    thresholds: dict[str, float]
+    thresholds: Mapping[str, float]
+    backends: Mapping[str, str]  # backend name -> platform name
+    platforms: Mapping[str, Platform]
+    source: Path = PROFILE_DIR
 
     @property
     def hop_seconds(self) -> float:
@@ -60,18 +107,63 @@ class TargetProfile:
             return cycles / self.cycles_per_instruction
         return None
 
+    def platform_for(self, backend: str) -> Platform:
+        """The platform `backend` builds this target's firmware for."""
+        if backend not in self.backends:
+            raise TargetProfileError(
+                f"target {self.name!r} names no platform for backend {backend!r}: add "
+                f"`{backend} = \"<platform>\"` under [backends] in {self.source}")
+        return self.platforms[self.backends[backend]]
+
 
 def target_names() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml") if p != COMMON_PROFILE)
 
 
 def load_target(name: str) -> TargetProfile:
     path = PROFILE_DIR / f"{name}.toml"
-    if not path.is_file():
+    if name not in target_names():
         raise UnknownTargetError(
             f"unknown target {name!r}; known targets: {', '.join(target_names())}")
-    raw = tomllib.loads(path.read_text())
-    budget = raw.pop("budget")
-    return TargetProfile(**raw, latency_share_of_hop=budget["latency_share_of_hop"],
-                         cycles_per_instruction=budget["cycles_per_instruction"],
-                         stack_bytes=budget["stack_bytes"])
+    return _profile(path, _merged(_read(COMMON_PROFILE), _read(path)))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise TargetProfileError(f"{path}: {error}") from error
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`, table by table."""
+    merged = dict(base)
+    for key, value in over.items():
+        both_tables = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both_tables else value
+    return merged
+
+
+def _build(kind: type, where: str, values: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    required = {f.name for f in dataclasses.fields(kind)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    absent = sorted(required - set(values))
+    if unknown or absent:
+        raise TargetProfileError(f"{where}: unknown keys {unknown}, missing keys {absent}")
+    return kind(**values)
+
+
+def _profile(path: Path, raw: dict[str, Any]) -> TargetProfile:
+    raw = dict(raw)
+    budget = raw.pop("budget", {})
+    platforms = {name: _build(Platform, f"{path} [platforms.{name}]", {"name": name, **table})
+                 for name, table in raw.pop("platforms", {}).items()}
+    backends = raw.pop("backends", {})
+    for backend, platform in backends.items():
+        if platform not in platforms:
+            raise TargetProfileError(f"{path}: [backends] {backend} = {platform!r}, but there "
+                                     f"is no [platforms.{platform}]")
+    return _build(TargetProfile, str(path), raw | budget | {
+        "backends": backends, "platforms": platforms, "source": path})

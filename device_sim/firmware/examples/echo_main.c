@@ -27,8 +27,9 @@
 
 #define BUSY_LOOP_ITERATIONS 10000u
 #define DEEP_BYTES 1024u
-/* Nothing is mapped here on the mps2 boards: a load raises a precise BusFault. */
-#define UNMAPPED_ADDRESS 0x70000000u
+/* Nothing is mapped here (the target profile's platform says where): a load raises a precise
+ * BusFault. */
+#define UNMAPPED_ADDRESS TAG_UNMAPPED_ADDRESS
 
 static void put_u32(uint32_t value)
 {

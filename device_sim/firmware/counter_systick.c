@@ -1,68 +1,11 @@
 /*
- * Latency counter.
- *
- * Default (emulators): SysTick on the processor clock, 24 bits, extended by counting its wraps
- * in an interrupt. Under QEMU with -icount shift=0 on mps2 one tick is 40 instructions, so the
- * result is reported in instructions (TAG_COUNTER_SCALE per tick).
- * With -DTAG_COUNTER_DWT (real silicon): DWT->CYCCNT, 32 bits of core cycles; QEMU's mps2
- * machines have no DWT (it reads 0), so do not use it there.
+ * Latency counter on SysTick: 24 bits on the processor clock, extended by counting its wraps in
+ * an interrupt. TAG_COUNTER_SCALE converts ticks into TAG_COUNTER_UNIT: under QEMU with
+ * -icount shift=0 on mps2 one tick is 40 instructions; on silicon it is cycles per tick.
  */
 #include <stdint.h>
 
 #include "platform.h"
-
-uint32_t tag_irq_mask(void)
-{
-    uint32_t primask;
-    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
-    return primask;
-}
-
-void tag_irq_restore(uint32_t primask)
-{
-    __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
-}
-
-#ifdef TAG_COUNTER_DWT
-
-#define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
-#define DEMCR_TRCENA (1u << 24)
-#define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
-#define DWT_CTRL_CYCCNTENA 1u
-#define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
-
-void tag_counter_start(void)
-{
-    if (DWT_CTRL & DWT_CTRL_CYCCNTENA) {
-        return;
-    }
-    DEMCR |= DEMCR_TRCENA;
-    DWT_CYCCNT = 0u;
-    DWT_CTRL |= DWT_CTRL_CYCCNTENA;
-}
-
-tag_count_t tag_counter_now(void)
-{
-    return DWT_CYCCNT;
-}
-
-tag_count_t tag_counter_elapsed(tag_count_t since)
-{
-    /* 32-bit modular difference: correct across one wrap (67 s at 64 MHz). */
-    return (uint32_t)(DWT_CYCCNT - (uint32_t)since);
-}
-
-void tag_counter_sync(void)
-{
-    /* CYCCNT has single-cycle resolution: nothing to align to. */
-}
-
-/* The vector table names a SysTick handler in both builds; the DWT build never enables it. */
-void SysTick_Handler(void)
-{
-}
-
-#else /* SysTick */
 
 typedef struct {
     volatile uint32_t CTRL;  /* 0x00 bit0 enable, bit1 interrupt, bit2 processor clock */
@@ -137,5 +80,3 @@ void tag_counter_sync(void)
     while (SYSTICK->VAL == first) {
     }
 }
-
-#endif

@@ -1,4 +1,4 @@
-"""Host-native backend: the firmware built for the host (firmware_build.build_native) as a process.
+"""Host-native backend: the firmware built for the host (appbuild.build_native) as a process.
 
 The device process talks through a pseudo-terminal, as a tag does through a USB serial adapter:
 
@@ -42,9 +42,12 @@ import tty
 import weakref
 from pathlib import Path
 
+from device_sim.appbuild import build_native
+from device_sim.backends import Backend, DeviceOptions, Firmware
+from device_sim.errors import EmulatorError
+from device_sim.model_sources import ModelSources
 from device_sim.process import STOP_TIMEOUT_S, ProcessDevice, collect_lines, end_process
 from device_sim.targets import TargetProfile, load_target
-from harness.errors import EmulatorError
 
 
 def _end(proc: subprocess.Popen[str] | None, fds: list[int],
@@ -83,7 +86,7 @@ class NativeDevice(ProcessDevice):
             raise EmulatorError(f"{self.executable.name} was already started")
         if not self.executable.is_file() or not os.access(self.executable, os.X_OK):
             raise EmulatorError(f"native firmware {self.executable} does not exist or is not "
-                                "executable: build it with device_sim.firmware_build.build_native")
+                                "executable: build it with device_sim.appbuild.build_native")
         master, slave = os.openpty()
         self._fds = [master, slave]
         try:
@@ -112,3 +115,23 @@ class NativeDevice(ProcessDevice):
         if self._tty is None:
             raise EmulatorError("the native device is not started: call start() or use `with`")
         return self._tty
+
+
+class NativeBackend(Backend):
+    name = "native"
+    label = "host CPU"
+    kind = "host"
+    summary = "the firmware's portable part compiled for the host, on a pseudo-terminal"
+    url_form = "/dev/pts/N"
+    tools = ("gcc",)
+
+    def build(self, model: ModelSources, target: TargetProfile, out_dir: Path, *,
+              test_hooks: bool = False) -> Firmware:
+        return Firmware(build_native(model, target, out_dir, test_hooks=test_hooks), None, None)
+
+    def device(self, firmware: Firmware, target: TargetProfile,
+               options: DeviceOptions) -> NativeDevice:
+        return NativeDevice(firmware.path, target, timeout=options.timeout)
+
+
+BACKEND = NativeBackend()

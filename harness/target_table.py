@@ -3,9 +3,10 @@
     harness targets DIR    (an evaluation directory or a single run directory)
 
 Every row comes from an actual `harness run` of the device pipeline: firmware built for the
-target, the held-out recording streamed through it, the agreement checked. The host row runs
-the same application natively (its counter is host nanoseconds); the tags run under QEMU (their
-counter is instructions).
+target, the held-out recording streamed through it, the agreement checked. The rows are made
+from the backend registry: each host backend runs the same application natively (its counter is
+host nanoseconds), and each emulator backend runs every target whose profile names a platform
+for it (under QEMU the counter is instructions).
 
 A model trained for one target runs on another of the same window and hop through a
 *retargeted* copy of its run directory: the same weights and C, the held-out recording
@@ -21,22 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device_sim.firmware_build import VARIANTS, FramingMismatchError
-from device_sim.targets import TargetProfile, load_target
-from harness.errors import RunDirectoryError
-from harness.run import RunOptions, run_on_device
-from models.pipeline import (
+from device_sim.appbuild import VARIANTS
+from device_sim.backends import registry
+from device_sim.errors import FramingMismatchError
+from device_sim.targets import (
+    DEFAULT_TARGET,
     Framing,
-    export_run,
-    load_recording_npz,
-    read_json,
-    save_recording,
-    write_json,
+    TargetProfile,
+    load_target,
+    target_names,
 )
+from harness.agreement import RunReport
+from harness.run import RunOptions, run_on_device
+from models.errors import RunDirectoryError
+from models.pipeline import export_run
 from models.recordings import resample
-
-RUN_FILES = ("metrics.json", "calibration.npz")
-RUN_FOLDERS = ("quantized", "c")
+from models.rundir import RunDirectory, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -48,53 +49,59 @@ class Device:
     target: str
 
 
-DEVICES = (Device("host CPU", "native", "eartag"), Device("ear tag (QEMU)", "qemu", "eartag"),
-           Device("collar (QEMU)", "qemu", "collar"))
+def devices(run_target: str) -> tuple[Device, ...]:
+    """Every host backend with the run's own target, then every target (the run's first) on
+    every emulator its profile names a platform for."""
+    backends = registry().values()
+    rows = [Device(b.label, b.name, run_target) for b in backends if b.kind == "host"]
+    for name in sorted(target_names(), key=lambda name: name != run_target):
+        profile = load_target(name)
+        rows += [Device(f"{profile.label} ({b.label})", b.name, name) for b in backends
+                 if b.kind == "emulator" and b.name in profile.backends]
+    return tuple(rows)
 
 
 def retarget(run_dir: Path, profile: TargetProfile) -> Path:
     """`run_dir` itself if it is framed for `profile`, else a copy framed for it, under
     RUN_DIR/retargeted/<target>/: same weights and C, held-out recording resampled."""
-    config = read_json(run_dir / "config.json")
-    framing = config["framing"]
+    run = RunDirectory(run_dir)
+    config = run.config()
+    framing = run.framing()
     wanted = Framing.of(profile)
-    if framing["rate_hz"] == wanted.rate_hz and framing["window"] == wanted.window \
-            and framing["hop"] == wanted.hop:
+    if (framing.rate_hz, framing.window, framing.hop) == (wanted.rate_hz, wanted.window,
+                                                           wanted.hop):
         return run_dir
-    if framing["window"] != wanted.window:
+    if framing.window != wanted.window:
         raise FramingMismatchError(
-            f"{run_dir} takes windows of {framing['window']} samples, target {profile.name!r} "
+            f"{run_dir} takes windows of {framing.window} samples, target {profile.name!r} "
             f"{wanted.window}: the model cannot run there; train a run for it")
-    out = run_dir / "retargeted" / profile.name
-    out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        shutil.copy2(run_dir / name, out / name)
-    for name in RUN_FOLDERS:
-        shutil.copytree(run_dir / name, out / name, dirs_exist_ok=True)
-    for checkpoint in run_dir.glob("*.pt"):
-        shutil.copy2(checkpoint, out / checkpoint.name)
-    heldout = resample(load_recording_npz(run_dir / "heldout.npz"), wanted.rate_hz)
-    save_recording(out / "heldout.npz", heldout)
-    write_json(out / "config.json", config | {"framing": dataclasses.asdict(wanted),
-                                              "retargeted_from": framing})
-    return out
+    moved = RunDirectory(run_dir / "retargeted" / profile.name)
+    moved.path.mkdir(parents=True, exist_ok=True)
+    for path in (run.metrics_path, run.calibration_path, *run.checkpoints()):
+        shutil.copy2(path, moved.path / path.name)
+    shutil.copytree(run.path / "quantized", moved.path / "quantized", dirs_exist_ok=True)
+    moved.save_heldout(resample(run.heldout(), wanted.rate_hz))
+    moved.write_config(config | {"framing": dataclasses.asdict(wanted),
+                                 "retargeted_from": dataclasses.asdict(framing)})
+    export_run(moved.path, check=False)  # the same C, with the manifest of the new framing
+    return moved.path
 
 
 def compare_targets(run_dir: Path, variants: tuple[str, ...] = VARIANTS,
-                    devices: tuple[Device, ...] = DEVICES, max_windows: int = 64,
-                    float_windows: int = 8,
-                    on_report: Callable[[dict[str, Any]], None] | None = None
+                    max_windows: int = 64, float_windows: int = 8,
+                    on_report: Callable[[RunReport], None] | None = None
                     ) -> list[dict[str, Any]]:
     """Run each variant of the run's student on each device; one table row per run.
 
     Fixed point streams `max_windows` held-out windows, float32 `float_windows` (software float
     on the collar costs about a second of QEMU per window). Exports the C first if needed.
     """
-    if not (run_dir / "c").is_dir():
+    run = RunDirectory(run_dir)
+    if not run.c_dir(variants[0]).is_dir():
         export_run(run_dir)
     rows = []
     for variant in variants:
-        for device in devices:
+        for device in devices(run.framing().target or DEFAULT_TARGET):
             profile = load_target(device.target)
             target_dir = retarget(run_dir, profile)
             windows = float_windows if variant == "f32" else max_windows
@@ -107,24 +114,24 @@ def compare_targets(run_dir: Path, variants: tuple[str, ...] = VARIANTS,
     return rows
 
 
-def _row(device: Device, profile: TargetProfile, report: dict[str, Any]) -> dict[str, Any]:
-    latency, memory = report["latency"], report["memory"]
+def _row(device: Device, profile: TargetProfile, report: RunReport) -> dict[str, Any]:
+    latency, memory = report.latency, report.memory
     row = {
         "device": device.name, "backend": device.backend, "target": device.target,
-        "variant": report["variant"], "windows": report["windows"],
-        "latency_unit": latency["unit"], "latency_p50": latency["p50"],
-        "latency_max": latency["max"], "deadline": latency["deadline"],
-        "flash": memory["flash"], "ram_static": memory["ram_static"],
-        "stack_peak": memory["stack_peak"], "flash_limit": profile.flash_bytes,
-        "ram_limit": profile.ram_bytes, "int_exact_fraction": report["int_exact_fraction"],
-        "float_top1_agreement": report["float_top1_agreement"], "passed": report["passed"],
-        "failures": report["failures"], "report": report["path"],
+        "variant": report.variant, "windows": report.windows,
+        "latency_unit": latency.unit, "latency_p50": latency.p50,
+        "latency_max": latency.max, "deadline": latency.deadline,
+        "flash": memory.flash, "ram_static": memory.ram_static,
+        "stack_peak": memory.stack_peak, "flash_limit": profile.flash_bytes,
+        "ram_limit": profile.ram_bytes, "int_exact_fraction": report.int_exact_fraction,
+        "float_top1_agreement": report.float_top1_agreement, "passed": report.passed,
+        "failures": report.failures, "report": str(report.path),
     }
-    if latency["deadline"] is not None:
-        row["share_of_deadline"] = latency["max"] / latency["deadline"]
+    if latency.deadline is not None:
+        row["share_of_deadline"] = latency.max / latency.deadline
     else:  # host nanoseconds against the hop in wall-clock time: can the host keep up?
         row["deadline"] = int(profile.hop_seconds * 1e9)
-        row["share_of_deadline"] = latency["max"] / row["deadline"]
+        row["share_of_deadline"] = latency.max / row["deadline"]
     row["deadline_holds"] = row["share_of_deadline"] <= 1.0
     return row
 
@@ -133,8 +140,8 @@ def student_runs(directory: Path, fold: str | None = None) -> tuple[str | None,
                                                                   dict[str, Path]]:
     """(fold, {student kind: run directory}) to compare: one fold of an evaluation (the given
     one, or the first finished), or (None, {kind: directory}) for a single run directory."""
-    if (directory / "config.json").exists():
-        kind = read_json(directory / "config.json")["models"]["student_kd"]["kind"]
+    if RunDirectory(directory).config_path.exists():
+        kind = RunDirectory(directory).config()["models"]["student_kd"]["kind"]
         return None, {kind: directory}
     if not (directory / "evaluation.json").exists():
         raise RunDirectoryError(f"{directory} is neither an evaluation directory (`harness "

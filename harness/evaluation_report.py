@@ -31,7 +31,7 @@ from models.crossval import (
     load_evaluation,
     model_keys,
 )
-from models.pipeline import read_json, write_json
+from models.rundir import read_json, write_json
 
 DPI = 80  # small PNGs: they are committed as the example in docs/
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mcc": "MCC"}

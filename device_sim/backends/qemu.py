@@ -1,4 +1,5 @@
-"""QEMU backend: run a firmware ELF on the mps2 board that stands in for a target.
+"""QEMU backend: run a firmware ELF on the board that stands in for a target (its profile's
+platform for `qemu`, e.g. mps2-an386 for the ear tag).
 
 The guest's UART0 is a TCP server on a free loopback port; the host talks to it with pyserial at
 `device.url` (`socket://127.0.0.1:PORT`). QEMU is started with `wait=on`, so the guest does not
@@ -22,12 +23,13 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
+from device_sim import toolchain
+from device_sim.backends import Backend, DeviceOptions, Firmware
+from device_sim.errors import EmulatorError, ToolchainError
 from device_sim.process import ProcessDevice, collect_lines, end_process
 from device_sim.targets import TargetProfile, load_target
-from harness.errors import EmulatorError, ToolchainError
 
 QEMU = "qemu-system-arm"
-INSTALL_HINT = "apt-get install qemu-system-arm"
 LISTENING_MARK = "waiting for connection"
 BIND_FAILURE_MARKS = ("Address already in use", "Failed to bind")
 START_ATTEMPTS = 5
@@ -49,6 +51,7 @@ class QemuDevice(ProcessDevice):
         super().__init__(timeout)
         self.elf = Path(elf)
         self.target = load_target(target) if isinstance(target, str) else target
+        self.machine = self.target.platform_for(BACKEND.name).machine
         self.extra_args = tuple(extra_args)
         self.binary = binary
         self.port: int | None = None
@@ -63,7 +66,7 @@ class QemuDevice(ProcessDevice):
     def command(self, port: int) -> list[str]:
         """The QEMU command line, exactly as measured in DESIGN.md, for UART0 on `port`."""
         return [
-            self.binary, "-M", self.target.qemu_machine, "-kernel", str(self.elf),
+            self.binary, "-M", self.machine, "-kernel", str(self.elf),
             "-display", "none", "-monitor", "none",
             "-semihosting-config", "enable=on,target=native",
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
@@ -75,9 +78,10 @@ class QemuDevice(ProcessDevice):
         """Launch QEMU and return once it listens on its port (the guest waits for `open`)."""
         if self._proc is not None:
             raise EmulatorError(f"QEMU for {self.elf.name} was already started")
-        binary = shutil.which(self.binary)
-        if binary is None:
-            raise ToolchainError(f"{self.binary} not found; install it: {INSTALL_HINT}")
+        if self.binary == QEMU:
+            toolchain.require(QEMU)
+        elif shutil.which(self.binary) is None:
+            raise ToolchainError(f"{self.binary} not found")
         if not self.elf.is_file():
             raise EmulatorError(f"firmware {self.elf} does not exist")
         try:
@@ -123,7 +127,7 @@ class QemuDevice(ProcessDevice):
             self._proc = None
             return False
         raise EmulatorError(f"QEMU exited at start (status {proc.returncode}) running "
-                            f"{self.elf.name} on {self.target.qemu_machine}:\n{text}")
+                            f"{self.elf.name} on {self.machine}:\n{text}")
 
     # -- talking to the guest ----------------------------------------------------------------
 
@@ -140,3 +144,19 @@ class QemuDevice(ProcessDevice):
     def stdout(self) -> str:
         """Everything QEMU printed on stdout so far (semihosting console output)."""
         return "\n".join(self._stdout)
+
+
+class QemuBackend(Backend):
+    name = "qemu"
+    label = "QEMU"
+    kind = "emulator"
+    summary = "`qemu-system-arm -M <platform> -icount shift=0 ...` on a free loopback port"
+    url_form = "socket://127.0.0.1:PORT"
+    tools = ("arm-none-eabi-gcc", "newlib", QEMU)
+
+    def device(self, firmware: Firmware, target: TargetProfile,
+               options: DeviceOptions) -> QemuDevice:
+        return QemuDevice(firmware.path, target, timeout=options.timeout)
+
+
+BACKEND = QemuBackend()

@@ -1,0 +1,150 @@
+"""The tools the project runs, where each comes from, and the one host C compiler driver.
+
+TOOLS is the single table of "is this tool here, and what brings it": `tools/setup.sh` installs
+its Debian packages (`python3 -m device_sim.toolchain packages --missing`), the pytest plugin
+turns a missing tool into a skip or, strict, a failure that says what to install, every
+ToolchainError quotes it, and the README's list is checked against it by a test.
+
+This module uses the standard library only: setup.sh runs it before the virtual environment
+exists.
+
+    python3 -m device_sim.toolchain packages [--missing]   # Debian packages, one line
+    python3 -m device_sim.toolchain table                  # the table as Markdown
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from device_sim.errors import ToolchainError
+
+SETUP_HINT = "or run `bash tools/setup.sh`"
+COMPILE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: the name code and test markers use, the Debian package that brings it."""
+
+    name: str      # a binary on PATH, or a library named after itself ("newlib")
+    package: str   # Debian package
+    purpose: str   # what the project uses it for (README)
+
+    def find(self) -> str | None:
+        """Where the tool is, or None when it is missing."""
+        if self.name == "newlib":
+            return _newlib_of(shutil.which("arm-none-eabi-gcc"))
+        return shutil.which(self.name)
+
+
+TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
+    Tool("arm-none-eabi-gcc", "gcc-arm-none-eabi", "cross-compiles the firmware for Cortex-M"),
+    Tool("newlib", "libnewlib-arm-none-eabi", "the C library the firmware links (nano specs)"),
+    Tool("qemu-system-arm", "qemu-system-arm", "emulates the mps2 stand-ins of the tags"),
+    Tool("gcc", "gcc", "compiles the exported C and the firmware for the host"),
+)}
+
+
+@functools.lru_cache(maxsize=4)
+def _newlib_of(cross_gcc: str | None) -> str | None:
+    """newlib-nano's libc as the cross-compiler finds it; None if it finds none."""
+    if cross_gcc is None:
+        return None
+    try:
+        found = subprocess.run([cross_gcc, "--specs=nano.specs", "-print-file-name=libc_nano.a"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found if Path(found).is_absolute() and Path(found).is_file() else None
+
+
+def tool(name: str) -> Tool:
+    try:
+        return TOOLS[name]
+    except KeyError:
+        raise ToolchainError(f"unknown tool {name!r}; the toolchain table knows "
+                             f"{', '.join(TOOLS)}") from None
+
+
+def missing(names: Iterable[str]) -> list[Tool]:
+    """The tools of `names` that are not installed, in the order given, each once."""
+    return [tool(name) for name in dict.fromkeys(names) if tool(name).find() is None]
+
+
+def install_hint(tools: Iterable[Tool | str]) -> str:
+    """What a user types to get `tools`: 'apt-get install a b (or run `bash tools/setup.sh`)'."""
+    packages = dict.fromkeys(t.package if isinstance(t, Tool) else tool(t).package
+                             for t in tools)
+    return f"apt-get install {' '.join(packages)} ({SETUP_HINT})"
+
+
+def require(name: str, *also: str) -> str:
+    """The path of tool `name`; ToolchainError naming the package if it (or one of `also`,
+    checked with it, e.g. the C library of a compiler) is missing."""
+    absent = missing([name, *also])
+    if absent:
+        names = ", ".join(t.name for t in absent)
+        raise ToolchainError(f"{names} not found; install it: {install_hint(absent)}")
+    return tool(name).find() or name
+
+
+# --- the host C compiler --------------------------------------------------------------------
+
+HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
+
+
+def compile_host(sources: Sequence[Path], output: Path, include_dirs: Sequence[Path] = (),
+                 defines: Mapping[str, str] | None = None, log: Path | None = None,
+                 extra_flags: Sequence[str] = ()) -> Path:
+    """Compile and link C99 `sources` with the host's gcc into `output` (with -lm).
+
+    Warnings are errors; `extra_flags` add to HOST_CFLAGS. `log` keeps what the compiler
+    printed. Raises ToolchainError when gcc is missing, fails or takes longer than
+    COMPILE_TIMEOUT_S.
+    """
+    gcc = require("gcc")
+    cmd = [gcc, *HOST_CFLAGS, *extra_flags, *(f"-I{d}" for d in include_dirs)]
+    cmd += [f"-D{k}" if v == "" else f"-D{k}={v}" for k, v in (defines or {}).items()]
+    cmd += [*map(str, sources), "-o", str(output), "-lm"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        raise ToolchainError(f"gcc took longer than {COMPILE_TIMEOUT_S:.0f} s on "
+                             f"{Path(output).name}") from error
+    if log is not None:
+        Path(log).write_text(result.stderr)
+    if result.returncode != 0:
+        Path(output).unlink(missing_ok=True)
+        raise ToolchainError(f"host build of {Path(output).name} failed:\n"
+                             f"{result.stderr.strip()}")
+    return Path(output)
+
+
+# --- command line, for tools/setup.sh and the README ------------------------------------------
+
+def markdown_table() -> str:
+    lines = ["| tool | Debian package | used to |", "|---|---|---|"]
+    lines += [f"| `{t.name}` | `{t.package}` | {t.purpose} |" for t in TOOLS.values()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["packages"]:
+        tools = missing(TOOLS) if "--missing" in argv[1:] else list(TOOLS.values())
+        print(" ".join(dict.fromkeys(t.package for t in tools)))
+        return 0
+    if argv == ["table"]:
+        print(markdown_table())
+        return 0
+    print("usage: python3 -m device_sim.toolchain packages [--missing] | table", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,216 @@
+"""The run directory: the contract between the model half and the device half.
+
+Every path of it, and the loader of every file, is here; no other module spells a file name of
+a run directory.
+
+    config.json            data source, classes, framing, animals, model configurations
+    teacher.pt, student_kd.pt, student_no_kd.pt, [student_mlkd.pt]   state dicts
+    heldout.npz            the held-out animals' recording, int16 wire counts and labels
+    calibration.npz        training windows that choose the Q formats
+    quantized/q16/, q8/    model.json (Q formats, ops, hash) and weights.npz (integers)
+    c/q16/, q8/, f32/      the exported C99 with its manifest.json
+    metrics.json           what each step measured, and how long it took
+    build/<target>-<backend>-<variant>/     firmware built by `harness run`
+    reports/<target>-<backend>-<variant>[-realtime]/report.json
+
+Checkpoints are loaded with weights_only=True; everything else is JSON or npz of plain arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from device_sim.errors import ModelSourcesError
+from device_sim.model_sources import ModelSources
+from device_sim.targets import Framing
+from models.errors import RunDirectoryError
+from models.quantize import QuantizedModel, counts_from_g, g_from_counts, load_quantized
+from models.recordings import Recording, Windows, make_windows
+from models.students import build_model
+
+DEPLOYED_STUDENT = "student_kd"  # the student quantized and exported unless told otherwise
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} is missing: is {Path(path).parent} a run directory "
+                                "written by `harness train`?") from error
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def save_recording(path: Path, rec: Recording) -> None:
+    """A recording as int16 wire counts plus labels: what a device would be fed."""
+    np.savez_compressed(path, counts=counts_from_g(rec.accel_g).astype(np.int16),
+                        labels=rec.labels, bouts=rec.bouts,
+                        animals=np.asarray(rec.animals, dtype=str),
+                        class_names=np.asarray(rec.class_names, dtype=str),
+                        rate_hz=np.float64(rec.rate_hz), source=np.asarray(rec.source))
+
+
+def load_recording_npz(path: Path) -> Recording:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return Recording(
+                accel_g=g_from_counts(npz["counts"]),
+                labels=npz["labels"].astype(np.int64), bouts=npz["bouts"].astype(np.int64),
+                animals=npz["animals"].astype(object),
+                class_names=tuple(str(c) for c in npz["class_names"]),
+                rate_hz=float(npz["rate_hz"]), source=str(npz["source"]))
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
+
+
+class RunDirectory:
+    """One run directory; `RunDirectory(path)` reads nothing until asked."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    # --- paths ---------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def heldout_path(self) -> Path:
+        return self.path / "heldout.npz"
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.path / "calibration.npz"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.path / f"{name}.pt"
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.path.glob("*.pt"))
+
+    def quantized_dir(self, variant: str) -> Path:
+        """quantized/<variant>/, e.g. variant "q16"."""
+        return self.path / "quantized" / variant
+
+    def c_dir(self, variant: str) -> Path:
+        """c/<variant>/: the exported C of "q16", "q8" or "f32"."""
+        return self.path / "c" / variant
+
+    def build_dir(self, target: str, backend: str, variant: str) -> Path:
+        return self.path / "build" / f"{target}-{backend}-{variant}"
+
+    def report_dir(self, target: str, backend: str, variant: str,
+                   realtime: bool = False) -> Path:
+        suffix = "-realtime" if realtime else ""
+        return self.path / "reports" / f"{target}-{backend}-{variant}{suffix}"
+
+    # --- config and metrics --------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.config_path)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json(self.config_path, config)
+
+    def framing(self) -> Framing:
+        """The framing the run was trained for (config.json)."""
+        try:
+            return Framing(**self.config()["framing"])
+        except (KeyError, TypeError) as error:
+            raise RunDirectoryError(f"{self.config_path} has no readable 'framing' section")\
+                from error
+
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics_path) if self.metrics_path.exists() else {}
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_path, metrics)
+
+    def update_metrics(self, step: str, seconds: float, **sections: Any) -> dict[str, Any]:
+        """Add a step's sections and its time (under `seconds`) to metrics.json."""
+        metrics = self.metrics() | sections
+        metrics["seconds"] = metrics.get("seconds", {}) | {step: round(seconds, 1)}
+        self.write_metrics(metrics)
+        return metrics
+
+    def deployed_student(self) -> str:
+        """The float student the quantized models were made from."""
+        return self.metrics().get("quantized", {}).get("student", DEPLOYED_STUDENT)
+
+    # --- models --------------------------------------------------------------------------
+
+    def save_model(self, name: str, model: torch.nn.Module) -> None:
+        torch.save(model.state_dict(), self.checkpoint(name))
+
+    def load_model(self, name: str) -> torch.nn.Module:
+        """A trained model, rebuilt from config.json and its state dict (weights only)."""
+        model = build_model(self.config()["models"][name])
+        path = self.checkpoint(name)
+        try:
+            state = torch.load(path, weights_only=True)
+        except FileNotFoundError as error:
+            raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
+        model.load_state_dict(state)
+        return model.eval()
+
+    def quantized_variants(self) -> list[str]:
+        """The quantized models present, e.g. ["q16", "q8"]."""
+        return sorted(p.parent.name for p in (self.path / "quantized").glob("q*/model.json"))
+
+    def load_quantized(self, variant: str) -> QuantizedModel:
+        return load_quantized(self.quantized_dir(variant))
+
+    def model_sources(self, variant: str) -> ModelSources:
+        """The exported C of `variant`, checked to be there."""
+        try:
+            return ModelSources.load(self.c_dir(variant))
+        except ModelSourcesError as error:
+            raise RunDirectoryError(f"{self.c_dir(variant)} holds no exported model of variant "
+                                    f"{variant!r}: run `harness export` on {self.path} first "
+                                    f"({error})") from error
+
+    # --- recordings ----------------------------------------------------------------------
+
+    def save_heldout(self, recording: Recording) -> None:
+        save_recording(self.heldout_path, recording)
+
+    def heldout(self) -> Recording:
+        return load_recording_npz(self.heldout_path)
+
+    def heldout_windows(self) -> Windows:
+        framing = self.framing()
+        return make_windows(self.heldout(), framing.window, framing.hop)
+
+    def save_calibration(self, windows_g: np.ndarray) -> None:
+        np.savez_compressed(self.calibration_path, counts=counts_from_g(windows_g))
+
+    def calibration_g(self) -> np.ndarray:
+        try:
+            with np.load(self.calibration_path, allow_pickle=False) as npz:
+                return g_from_counts(npz["counts"])
+        except FileNotFoundError as error:
+            raise RunDirectoryError(f"{self.calibration_path} is missing: run `harness train` "
+                                    "first") from error
