@@ -44,7 +44,6 @@ from models.students import build_model, count_parameters
 from models.training import predict_logits, train_classifier
 
 CALIBRATION_WINDOWS = 512
-STUDENTS = ("student_kd", "student_no_kd")
 MULTI_LEVEL_STUDENT = "student_mlkd"  # trained only with TrainOptions.multi_level
 
 

@@ -638,11 +638,11 @@ os._exit(9)                           # die without any cleanup
 
 @NATIVE
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-def test_native_device_exits_when_its_host_dies(firmware):
+def test_native_device_exits_when_its_host_dies(firmware, repository):
     """The host process dies without cleanup: the device sees its terminal go and exits."""
     exe = firmware("native", "eartag")
     result = subprocess.run([sys.executable, "-c", ORPHAN_SCRIPT, str(exe)], capture_output=True,
-                            text=True, timeout=READ_TIMEOUT_S, cwd=Path(__file__).parents[1])
+                            text=True, timeout=READ_TIMEOUT_S, cwd=repository)
     assert result.returncode == 9, result.stderr
     pid = int(result.stdout.strip())
     deadline = time.monotonic() + READ_TIMEOUT_S

@@ -21,9 +21,6 @@ def test_on_the_tag(hil_target):
     assert hil_target.name == "collar"
 """
 
-REPOSITORY = Path(__file__).parents[1]
-
-
 @pytest.fixture
 def bare_path(tmp_path) -> str:
     """A PATH with this Python but without QEMU or any compiler."""
@@ -149,13 +146,14 @@ def test_a_run_attaches_its_figures_to_the_junit_xml(pytester, hil_run_dir):
     assert int(properties["hil_windows"]) == 3
 
 
-def test_ci_without_qemu_fails_every_hil_test_that_needs_it_and_skips_none(tmp_path):
+def test_ci_without_qemu_fails_every_hil_test_that_needs_it_and_skips_none(tmp_path,
+                                                                           repository):
     """This project's own `pytest -m hil`, as CI runs it, on a machine whose QEMU is gone."""
     env = os.environ | {"PATH": path_without(tmp_path, "qemu-system-arm"), "CI": "true"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "hil", "-q", "-p", "no:cacheprovider",
-         f"--basetemp={tmp_path / 'basetemp'}", str(REPOSITORY / "tests")],
-        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=600)
+         f"--basetemp={tmp_path / 'basetemp'}", str(repository / "tests")],
+        cwd=repository, env=env, capture_output=True, text=True, timeout=600)
     summary = result.stdout.strip().splitlines()[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
     assert result.returncode == 1, result.stdout[-3000:]

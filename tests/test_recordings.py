@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -505,18 +504,9 @@ def test_a_source_warns_of_implausible_bouts_or_drops_them(tmp_path):
 # --- the public dataset ----------------------------------------------------------------------
 
 
-def _dataset() -> Path:
-    root = os.environ.get("HARNESS_DATA_DIR")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared/data"
-    return base / "db-cow-walking"
-
-
 @pytest.mark.dataset
-@pytest.mark.skipif(not _dataset().is_dir(),
-                    reason=f"public dataset not found at {_dataset()} (set HARNESS_DATA_DIR to "
-                           "the folder that holds db-cow-walking)")
-def test_db_cow_walking_loads() -> None:
-    rec = load_recording(_dataset())
+def test_db_cow_walking_loads(db_cow_walking: Path) -> None:
+    rec = load_recording(db_cow_walking)
 
     assert len(set(rec.animals)) == 10
     assert {"Grazing", "Resting", "Walking"} <= set(rec.class_names)
