@@ -27,6 +27,8 @@ from device_sim.appbuild import VARIANTS
 from device_sim.backends import DEFAULT_BACKEND, backend_names, registry
 from device_sim.targets import DEFAULT_TARGET, load_target, target_names
 from harness.errors import HarnessError
+from harness.run import RunOptions
+from harness.target_table import FIXED_POINT_WINDOWS, FLOAT_WINDOWS
 from models.config import (
     STUDENT_KINDS,
     WORD_LENGTHS,
@@ -36,6 +38,7 @@ from models.config import (
     TrainConfig,
     TrainOptions,
 )
+from models.crossval import OTHER_CLASS
 from models.pipeline import DataSource
 from models.rundir import DEPLOYED_STUDENT
 
@@ -428,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="skip the multi-level KD students")
     evaluate.add_argument("--merge-rare", type=float, metavar="FRACTION",
                           help="merge classes under this fraction of the samples into one")
-    evaluate.add_argument("--other-name", default="other", help="name of the merged class")
+    evaluate.add_argument("--other-name", default=OTHER_CLASS, help="name of the merged class")
     _add_model_options(evaluate, _default(EvaluationOptions, "sizes"),
                        _default(EvaluationOptions, "train"))
     evaluate.set_defaults(func=cmd_evaluate)
@@ -438,11 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="an evaluation directory (harness evaluate) or a run directory")
     targets.add_argument("--fold", metavar="ID", help="the fold whose models run (default: "
                                                      "the first finished)")
-    targets.add_argument("--variants", type=_str_tuple, default=("q16", "q8", "f32"),
+    targets.add_argument("--variants", type=_str_tuple, default=VARIANTS,
                          metavar="V,V", help="model variants to run")
-    targets.add_argument("--max-windows", type=int, default=64,
+    targets.add_argument("--max-windows", type=int, default=FIXED_POINT_WINDOWS,
                          help="held-out windows streamed through fixed-point firmware")
-    targets.add_argument("--float-windows", type=int, default=8,
+    targets.add_argument("--float-windows", type=int, default=FLOAT_WINDOWS,
                          help="windows for float32 firmware (slow on the collar)")
     targets.set_defaults(func=cmd_targets)
 
@@ -487,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "needs a port (e.g. --backend serial --port /dev/ttyUSB0)")
     run.add_argument("--max-windows", type=int, metavar="N",
                      help="stream only enough bouts for about N windows")
-    run.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+    run.add_argument("--timeout", type=float, default=_default(RunOptions, "timeout"),
+                     metavar="SECONDS",
                      help="longest wait for any answer from the device")
     run.add_argument("--threshold", type=_threshold, action="append", default=[],
                      metavar="NAME=VALUE", help="override a pass threshold")

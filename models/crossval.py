@@ -28,6 +28,7 @@ from models.recordings import Recording, make_windows, merge_classes
 from models.rundir import RunDirectory, read_json, write_json
 
 METRICS = ("accuracy", "macro_f1", "mcc")
+OTHER_CLASS = "other"  # the name of the classes merge_rare_classes merges
 # The float models of a fold, by their name in the run directory, and how the tables call them.
 FLOAT_MODELS = {"student_no_kd": "no KD", "student_kd": "KD", MULTI_LEVEL_STUDENT: "multi-level KD"}
 
@@ -55,7 +56,7 @@ def describe(key: str) -> str:
 
 
 def merge_rare_classes(recording: Recording, min_fraction: float,
-                       other: str = "other") -> Recording:
+                       other: str = OTHER_CLASS) -> Recording:
     """Classes holding less than `min_fraction` of the samples become `other`."""
     counts = np.bincount(recording.labels, minlength=len(recording.class_names))
     keep = [name for name, n in zip(recording.class_names, counts, strict=True)

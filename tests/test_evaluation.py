@@ -241,7 +241,8 @@ def test_a_run_retargets_to_a_sensor_of_another_rate(evaluation_dir, tmp_path):
     assert (moved / "student_kd.pt").read_bytes() == (run_dir / "student_kd.pt").read_bytes()
 
 
-@pytest.mark.hil
+@pytest.mark.hil(backend="qemu")
+@pytest.mark.requires("gcc")  # the host row runs the native build
 def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_path):
     out = tmp_path / "loao"
     shutil.copytree(evaluation_dir, out)
