@@ -70,6 +70,7 @@ def platform_defines(platform: Platform) -> dict[str, str]:
         "TAG_EXTERNAL_IRQS": str(platform.external_irqs),
         "TAG_UART_BAUD": f"{platform.uart_baud}u",
         "TAG_UNMAPPED_ADDRESS": f"0x{platform.unmapped_address:08X}u",
+        "TAG_SEMIHOSTING": str(int(platform.semihosting)),
         **counter_defines(platform.counter_unit, platform.counter_per_tick),
         **{name: f"0x{value:X}u" if isinstance(value, int) else str(value)
            for name, value in platform.defines.items()},

@@ -331,3 +331,20 @@ def test_dwt_build_reports_cycles(tmp_path):
         port = device.open(timeout=READ_TIMEOUT_S)
         assert read_line(port) == "BOOT echo target=eartag unit=cycles"
         assert command(port, CMD_COUNT).endswith(" cycles")
+
+
+@on_qemu
+def test_a_platform_without_semihosting_parks_the_core_instead_of_exiting(tmp_path):
+    """As on a board without a debugger: the exit neither ends QEMU nor runs anything more."""
+    target = load_target("eartag")
+    board_like = dataclasses.replace(target.platform_for("qemu"), semihosting=False)
+    elf = build_firmware(target, board_like, [ECHO_EXAMPLE], [], tmp_path, name="echo_parks")
+    with QemuDevice(elf, "eartag") as device:
+        port = boot(device)
+        port.timeout = 0.5
+        port.write(bytes([CMD_EXIT]))
+        port.write(b"still there?")
+        assert port.read(12) == b""  # parked: nothing echoes
+        with pytest.raises(DeviceTimeoutError):
+            device.wait(timeout=0.2)
+        assert device.alive

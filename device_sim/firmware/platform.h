@@ -10,8 +10,8 @@
  *
  * Compile-time options (set with -D by device_sim/crossbuild.py from the profile, or by hand):
  *   TAG_EXTERNAL_IRQS  external interrupt lines of the MCU (length of the vector table)
- *   TAG_SEMIHOSTING=0  real board without a debugger: tag_exit() parks the core instead of
- *                      issuing a semihosting call (which would fault without a debugger).
+ *   TAG_SEMIHOSTING    1 under an emulator: tag_exit() is a semihosting exit; 0 on a real
+ *                      board without a debugger, where that call would fault: it parks the core.
  *   TAG_PLATFORM_HOST  the same API for a host process (platform_host.c): UART = stdin/stdout,
  *                      counter in nanoseconds; the Arm sources are then not compiled.
  */
@@ -86,8 +86,8 @@ void tag_fault_report(uint32_t pc, uint32_t cfsr);
 
 #define TAG_EXIT_FAULT 3
 
-#ifndef TAG_SEMIHOSTING
-#define TAG_SEMIHOSTING 1
+#if !defined(TAG_PLATFORM_HOST) && !defined(TAG_SEMIHOSTING)
+#error "TAG_SEMIHOSTING comes from the target profile's platform (device_sim/crossbuild.py)"
 #endif
 
 /* Ends the run: semihosting SYS_EXIT_EXTENDED (QEMU exits with `code`), else parks the core. */

@@ -57,6 +57,7 @@ class Platform:
     ram_origin: int
     external_irqs: int      # external interrupt lines: the length of the vector table
     unmapped_address: int   # nothing is mapped here: a load is a precise BusFault
+    semihosting: bool       # tag_exit() by semihosting (emulators); else it parks the core
     defines: Mapping[str, int | str] = field(default_factory=dict)  # the drivers' parameters
 
 
