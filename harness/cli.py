@@ -123,55 +123,60 @@ def _framing(args: argparse.Namespace):
                    hop=args.hop or framing.hop, target=framing.target)
 
 
+# (config, field, type, help): one command-line option each, named after its field
+# (--mlp-hidden sets ModelSizes.mlp_hidden), its default the config's.
+CONFIG_OPTIONS = (
+    ("sizes", "hidden", int, "GRU hidden units"),
+    ("sizes", "perceptron", int, "input perceptron width"),
+    ("sizes", "head", int, "MLP head width of the GRU-MLP"),
+    ("sizes", "mlp_pool", int, "the MLP student's pooling over time"),
+    ("sizes", "mlp_hidden", _int_tuple, "the MLP student's hidden layers"),
+    ("sizes", "teacher_filters", _int_tuple, "filters of the teacher's three residual stages"),
+    ("train", "epochs", int, "at most this many epochs"),
+    ("train", "batch_size", int, "windows per batch"),
+    ("train", "lr", float, "Adam learning rate"),
+    ("train", "temperature", float, "KD temperature"),
+    ("train", "alpha", float, "weight of the distillation term"),
+    ("train", "feature_weight", float, "weight of the stage-feature term of multi-level KD"),
+    ("train", "patience", int, "early stopping after this many epochs without progress (0: off)"),
+    ("train", "val_fraction", float, "training windows set aside to choose the epoch"),
+    ("train", "seed", int, "seed of everything random"),
+)
+
+
+def _add_config_options(group: argparse._ArgumentGroup, which: str, config: Any) -> None:
+    for owner, name, kind, text in CONFIG_OPTIONS:
+        if owner == which:
+            group.add_argument(f"--{name.replace('_', '-')}", type=kind,
+                               default=getattr(config, name),
+                               metavar="N,N" if kind is _int_tuple else None, help=text)
+
+
+def _config_values(args: argparse.Namespace, which: str) -> dict[str, Any]:
+    return {name: getattr(args, name) for owner, name, _, _ in CONFIG_OPTIONS if owner == which}
+
+
 def _add_model_options(parser: argparse.ArgumentParser, sizes: ModelSizes,
                        train: TrainConfig) -> None:
     """Model sizes and training settings, with `sizes` and `train` as their defaults."""
     model = parser.add_argument_group("models")
     model.add_argument("--student", choices=STUDENT_KINDS, default=sizes.student,
                        help="student kind")
-    model.add_argument("--hidden", type=int, default=sizes.hidden, help="GRU hidden units")
-    model.add_argument("--perceptron", type=int, default=sizes.perceptron,
-                       help="input perceptron width")
-    model.add_argument("--head", type=int, default=sizes.head,
-                       help="MLP head width of the GRU-MLP")
-    model.add_argument("--mlp-pool", type=int, default=sizes.mlp_pool,
-                       help="the MLP student's pooling over time")
-    model.add_argument("--mlp-hidden", type=_int_tuple, default=sizes.mlp_hidden, metavar="N,N",
-                       help="the MLP student's hidden layers")
-    model.add_argument("--teacher-filters", type=_int_tuple, default=sizes.teacher_filters,
-                       metavar="N,N,N", help="filters of the teacher's three residual stages")
+    _add_config_options(model, "sizes", sizes)
     kd = parser.add_argument_group("training and distillation")
-    kd.add_argument("--epochs", type=int, default=train.epochs, help="at most this many epochs")
-    kd.add_argument("--batch-size", type=int, default=train.batch_size, help="windows per batch")
-    kd.add_argument("--lr", type=float, default=train.lr, help="Adam learning rate")
-    kd.add_argument("--temperature", type=float, default=train.temperature,
-                    help="KD temperature")
-    kd.add_argument("--alpha", type=float, default=train.alpha,
-                    help="weight of the distillation term")
-    kd.add_argument("--feature-weight", type=float, default=train.feature_weight,
-                    help="weight of the stage-feature term of multi-level KD")
-    kd.add_argument("--patience", type=int, default=train.patience,
-                    help="early stopping after this many epochs without progress (0: off)")
-    kd.add_argument("--val-fraction", type=float, default=train.val_fraction,
-                    help="training windows set aside to choose the epoch")
-    kd.add_argument("--seed", type=int, default=train.seed, help="seed of everything random")
+    _add_config_options(kd, "train", train)
     kd.add_argument("--no-class-weights", action="store_true",
                     help="plain cross-entropy instead of inverse-frequency class weights")
     kd.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _model_sizes(args: argparse.Namespace) -> ModelSizes:
-    return ModelSizes(student=args.student, hidden=args.hidden, perceptron=args.perceptron,
-                      head=args.head, mlp_pool=args.mlp_pool, mlp_hidden=args.mlp_hidden,
-                      teacher_filters=args.teacher_filters)
+    return ModelSizes(student=args.student, **_config_values(args, "sizes"))
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       seed=args.seed, class_weights=not args.no_class_weights,
-                       temperature=args.temperature, alpha=args.alpha,
-                       feature_weight=args.feature_weight, progress=not args.quiet,
-                       val_fraction=args.val_fraction, patience=args.patience)
+    return TrainConfig(class_weights=not args.no_class_weights, progress=not args.quiet,
+                       **_config_values(args, "train"))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -367,7 +372,8 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if default is None or default is False or default == argparse.SUPPRESS \
+                or not action.option_strings:
             return text
         if isinstance(default, tuple | list):
             default = ",".join(map(str, default))

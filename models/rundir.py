@@ -83,27 +83,15 @@ class RunDirectory:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.json"
+        self.heldout_path = self.path / "heldout.npz"
+        self.calibration_path = self.path / "calibration.npz"
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
 
     # --- paths ---------------------------------------------------------------------------
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def heldout_path(self) -> Path:
-        return self.path / "heldout.npz"
-
-    @property
-    def calibration_path(self) -> Path:
-        return self.path / "calibration.npz"
 
     def checkpoint(self, name: str) -> Path:
         return self.path / f"{name}.pt"
