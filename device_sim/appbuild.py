@@ -25,13 +25,12 @@ from pathlib import Path
 
 from device_sim import crossbuild, toolchain
 from device_sim.errors import FramingMismatchError, ModelSourcesError, SampleRateError
-from device_sim.model_sources import ModelSources
+from device_sim.model_sources import VARIANTS, ModelSources
 from device_sim.protocol import LINK_HEADER, LINK_SOURCE, generate_c_header, write_c_header
 from device_sim.targets import Platform, TargetProfile
 
 APP_SOURCE = crossbuild.FIRMWARE_DIR / "app_main.c"
 HOST_PLATFORM_SOURCE = crossbuild.FIRMWARE_DIR / "platform_host.c"
-VARIANTS = ("q16", "q8", "f32")
 BUILD_ID_CHARS = 16
 # The host's counter (platform_host.c) and an address no Linux process has mapped.
 HOST_DEFINES = {"TAG_PLATFORM_HOST": "", **crossbuild.counter_defines("nanoseconds", 1),

@@ -20,6 +20,7 @@ from elftools.elf.elffile import ELFFile
 
 from device_sim import toolchain
 from device_sim.errors import FirmwareTooLargeError, TargetProfileError, ToolchainError
+from device_sim.names import c_string
 from device_sim.protocol import CounterUnit
 from device_sim.targets import Platform, TargetProfile
 
@@ -56,7 +57,7 @@ def counter_defines(unit: str, per_tick: int) -> dict[str, str]:
 def target_defines(target: TargetProfile) -> dict[str, str]:
     """The facts of the real device the firmware may print or check, from the profile."""
     return {
-        "TAG_TARGET_NAME": f'"{target.name}"',
+        "TAG_TARGET_NAME": c_string(target.name),
         "TAG_CLOCK_HZ": f"{target.clock_hz}u",
         "TAG_FLASH_BYTES": f"{target.flash_bytes}u",
         "TAG_RAM_BYTES": f"{target.ram_bytes}u",

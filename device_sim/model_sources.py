@@ -16,6 +16,7 @@ from typing import Any
 from device_sim.errors import ModelSourcesError
 from device_sim.targets import Framing
 
+VARIANTS = ("q16", "q8", "f32")  # the exported models: 16- and 8-bit fixed point, float32
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 API_HEADER = "tag_model.h"

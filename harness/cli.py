@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from device_sim.appbuild import VARIANTS
 from device_sim.backends import DEFAULT_BACKEND, backend_names, registry
+from device_sim.model_sources import VARIANTS
 from device_sim.targets import DEFAULT_TARGET, load_target, target_names
 from harness.errors import HarnessError
 from harness.run import RunOptions

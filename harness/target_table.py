@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device_sim.appbuild import VARIANTS
 from device_sim.backends import registry
 from device_sim.errors import FramingMismatchError
+from device_sim.model_sources import VARIANTS
 from device_sim.targets import (
     DEFAULT_TARGET,
     Framing,
@@ -34,6 +34,7 @@ from device_sim.targets import (
 )
 from harness.agreement import RunReport
 from harness.run import RunOptions, run_on_device
+from models.crossval import fold_dir_of
 from models.errors import RunDirectoryError
 from models.pipeline import export_run
 from models.recordings import resample
@@ -156,7 +157,7 @@ def student_runs(directory: Path, fold: str | None = None) -> tuple[str | None,
     if fold not in evaluation["folds"]:
         raise RunDirectoryError(f"{directory} has no finished fold {fold!r}; its folds are "
                                 f"{', '.join(evaluation['folds'])}")
-    return fold, {kind: directory / "folds" / fold / kind for kind in evaluation["students"]}
+    return fold, {kind: fold_dir_of(directory, fold) / kind for kind in evaluation["students"]}
 
 
 def targets_table(directory: Path, fold: str | None = None, **options: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@
     OUT/folds/<animal>/fold.json    the fold's scores, written last: a fold that has it is done
     OUT/evaluation.json             per-fold scores and mean ± std over the finished folds
 
-A fold that has its fold.json is not run again, so an interrupted evaluation resumes, and two
+<animal> is the animal id when it is a plain name (letters, digits, `.`, `_`, `-`), else a
+readable part and a hash of it (device_sim.names.folder_name): an id is data and never leaves
+OUT. A fold that has its fold.json is not run again, so an interrupted evaluation resumes, and two
 processes may share one OUT if they hold out different animals (`folds`).
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from device_sim.errors import HarnessError
+from device_sim.names import folder_name
 from models.config import EvaluationOptions, TrainOptions
 from models.errors import RunDirectoryError
 from models.pipeline import MULTI_LEVEL_STUDENT, quantize_run, train_run
@@ -64,7 +67,12 @@ def merge_rare_classes(recording: Recording, min_fraction: float,
     return merge_classes(recording, keep, other) if len(keep) < len(counts) else recording
 
 
-def _fold_scores(fold_dir: Path, options: EvaluationOptions) -> dict[str, Any]:
+def fold_dir_of(out: Path, animal: str) -> Path:
+    """OUT/folds/<folder>: the animal id made a folder name that cannot leave OUT."""
+    return out / "folds" / folder_name(animal)
+
+
+def _fold_scores(fold_dir: Path, animal: str, options: EvaluationOptions) -> dict[str, Any]:
     """The fold's figures, gathered from its run directories' metrics.json."""
     models: dict[str, Any] = {}
     for kind in options.students:
@@ -79,7 +87,7 @@ def _fold_scores(fold_dir: Path, options: EvaluationOptions) -> dict[str, Any]:
             models[f"{kind}/q{bits}"] = _scores(q) | {"top1_agreement": q["top1_agreement"],
                                                       "param_bytes": q["param_bytes"]}
     data = RunDirectory(fold_dir / options.students[0]).metrics()["data"]
-    return {"animal": fold_dir.name, "train_windows": data["train_windows"],
+    return {"animal": animal, "train_windows": data["train_windows"],
             "held_out_windows": data["held_out_windows"], "models": models}
 
 
@@ -102,7 +110,8 @@ def run_fold(recording: Recording, animal: str, fold_dir: Path,
         train_run(recording, run_dir, train_options, teacher=teacher)
         quantize_run(run_dir, options.word_lengths)
         teacher = teacher or RunDirectory(run_dir).load_model("teacher")
-    fold = _fold_scores(fold_dir, options) | {"seconds": round(time.perf_counter() - started, 1)}
+    seconds = round(time.perf_counter() - started, 1)
+    fold = _fold_scores(fold_dir, animal, options) | {"seconds": seconds}
     write_json(fold_dir / "fold.json", fold)
     return fold
 
@@ -122,7 +131,7 @@ def leave_one_animal_out(recording: Recording, out: Path, options: EvaluationOpt
     out.mkdir(parents=True, exist_ok=True)
     _write_plan(out, recording, options)
     for animal in folds:
-        fold_dir = out / "folds" / animal
+        fold_dir = fold_dir_of(out, animal)
         if (fold_dir / "fold.json").exists():
             continue
         fold = run_fold(recording, animal, fold_dir, options)

@@ -26,13 +26,15 @@ import numpy as np
 import torch
 
 from device_sim.errors import ModelSourcesError
-from device_sim.model_sources import ModelSources
+from device_sim.model_sources import VARIANTS, ModelSources
+from device_sim.names import is_identifier
 from device_sim.targets import Framing
 from models.errors import RunDirectoryError
 from models.quantize import QuantizedModel, counts_from_g, g_from_counts, load_quantized
 from models.recordings import Recording, Windows, make_windows
 from models.students import build_model
 
+FIXED_POINT_VARIANTS = tuple(v for v in VARIANTS if v != "f32")
 DEPLOYED_STUDENT = "student_kd"  # the student quantized and exported unless told otherwise
 
 
@@ -78,6 +80,21 @@ def load_recording_npz(path: Path) -> Recording:
         raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
 
 
+def _known(variant: str, variants: tuple[str, ...]) -> str:
+    if variant not in variants:
+        raise RunDirectoryError(f"unknown model variant {variant!r}; choose one of "
+                                f"{', '.join(variants)}")
+    return variant
+
+
+def _run_name(target: str, backend: str, variant: str) -> str:
+    """<target>-<backend>-<variant>; each part a name the project chose, checked as such."""
+    for part in (target, backend):
+        if not is_identifier(part):
+            raise RunDirectoryError(f"{part!r} is not a target or backend name")
+    return f"{target}-{backend}-{_known(variant, VARIANTS)}"
+
+
 class RunDirectory:
     """One run directory; `RunDirectory(path)` reads nothing until asked."""
 
@@ -101,19 +118,19 @@ class RunDirectory:
 
     def quantized_dir(self, variant: str) -> Path:
         """quantized/<variant>/, e.g. variant "q16"."""
-        return self.path / "quantized" / variant
+        return self.path / "quantized" / _known(variant, FIXED_POINT_VARIANTS)
 
     def c_dir(self, variant: str) -> Path:
         """c/<variant>/: the exported C of "q16", "q8" or "f32"."""
-        return self.path / "c" / variant
+        return self.path / "c" / _known(variant, VARIANTS)
 
     def build_dir(self, target: str, backend: str, variant: str) -> Path:
-        return self.path / "build" / f"{target}-{backend}-{variant}"
+        return self.path / "build" / _run_name(target, backend, variant)
 
     def report_dir(self, target: str, backend: str, variant: str,
                    realtime: bool = False) -> Path:
         suffix = "-realtime" if realtime else ""
-        return self.path / "reports" / f"{target}-{backend}-{variant}{suffix}"
+        return self.path / "reports" / f"{_run_name(target, backend, variant)}{suffix}"
 
     # --- config and metrics --------------------------------------------------------------
 

@@ -135,3 +135,10 @@ def test_a_profile_with_an_unknown_key_is_refused(profiles):
     board.write_text(board.read_text().replace("fpu = false", "fpu = false\nfpu_kind = 'none'"))
     with pytest.raises(TargetProfileError, match=r"smalltag\.toml: unknown keys \['fpu_kind'\]"):
         targets.load_target("smalltag")
+
+
+def test_a_profile_whose_name_is_not_its_file_name_is_refused(profiles):
+    board = profiles / "smalltag.toml"
+    board.write_text(board.read_text().replace('name = "smalltag"', 'name = "../collar"'))
+    with pytest.raises(TargetProfileError, match=r"name = '\.\./collar'; a profile's name is"):
+        targets.load_target("smalltag")

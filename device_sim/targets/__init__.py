@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from device_sim.errors import TargetProfileError, UnknownTargetError
+from device_sim.names import is_identifier
 
 PROFILE_DIR = Path(__file__).parent
 COMMON_PROFILE = PROFILE_DIR / "common.toml"
@@ -158,6 +159,9 @@ def _build(kind: type, where: str, values: dict[str, Any]) -> Any:
 
 def _profile(path: Path, raw: dict[str, Any]) -> TargetProfile:
     raw = dict(raw)
+    if raw.get("name") != path.stem or not is_identifier(path.stem):
+        raise TargetProfileError(f"{path}: name = {raw.get('name')!r}; a profile's name is its "
+                                 "file name, lower-case letters, digits and _")
     budget = raw.pop("budget", {})
     platforms = {name: _build(Platform, f"{path} [platforms.{name}]", {"name": name, **table})
                  for name, table in raw.pop("platforms", {}).items()}
