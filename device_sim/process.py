@@ -1,22 +1,63 @@
 """What every device that runs as a local child process shares (QEMU, host-native).
 
-A subclass says how the process starts (`start`) and which pyserial URL it hands back (`url`);
-the rest is here: it is started once, always ended (stop(), the context manager on success,
-failure or Ctrl-C, and a finalizer if the object is dropped), and its death becomes an
-EmulatorError that quotes what it printed.
+A subclass says how the process starts (`start`, through `spawn`) and which pyserial URL it
+hands back (`url`); the rest is here. A device process
+
+- runs in a session and process group of its own, so Ctrl-C in a terminal reaches the harness,
+  which then ends it, and not the device first;
+- dies with the harness: on Linux it gets SIGKILL when the process that started it dies
+  (prctl PR_SET_PDEATHSIG), whatever killed the harness, SIGKILL included;
+- is ended by stop(), by the context manager on success, failure or Ctrl-C, and by a finalizer
+  if the object is dropped;
+- is reported when it dies (EmulatorError quoting what it printed) or is frozen (SIGSTOP).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import subprocess
+import sys
 import weakref
-from typing import IO
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import serial
 
 from device_sim.errors import DeviceTimeoutError, EmulatorError
 
 STOP_TIMEOUT_S = 5.0
+_PR_SET_PDEATHSIG = 1
+# Resolved before any fork: the child only calls it.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with(parent: int) -> None:
+    """In the child, before exec: SIGKILL when `parent` dies; exit now if it already has."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def spawn(command: Sequence[str], **options: Any) -> subprocess.Popen[str]:
+    """Start a device process that cannot outlive the harness (see the module's doc).
+
+    The death signal is sent when the thread that started the process ends: start devices
+    from a thread that lives as long as they do (the main thread)."""
+    parent = os.getpid()
+    return subprocess.Popen(list(command), start_new_session=True,
+                            preexec_fn=lambda: _die_with(parent), **options)
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (R, S, T for stopped, Z ...); None if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def end_process(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT_S) -> None:
@@ -134,11 +175,15 @@ class ProcessDevice:
         return "\n".join(self._stderr)
 
     def check_alive(self) -> None:
-        """Raise EmulatorError, quoting the process's stderr, if it has ended."""
+        """Raise EmulatorError, quoting the process's stderr, if it has ended or is frozen."""
         proc = self._require_started()
         if proc.poll() is not None:
             raise EmulatorError(f"{self.label} ended with status {proc.returncode}:\n"
                                 f"{self.stderr}")
+        if process_state(proc.pid) in ("T", "t"):
+            raise EmulatorError(f"{self.label} (pid {proc.pid}) is stopped, not running: "
+                                f"something sent it SIGSTOP or a debugger holds it; "
+                                f"`kill -CONT {proc.pid}` resumes it")
 
     def _require_started(self) -> subprocess.Popen[str]:
         if self._proc is None:

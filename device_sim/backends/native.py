@@ -46,7 +46,13 @@ from device_sim.appbuild import build_native
 from device_sim.backends import Backend, DeviceOptions, Firmware
 from device_sim.errors import EmulatorError
 from device_sim.model_sources import ModelSources
-from device_sim.process import STOP_TIMEOUT_S, ProcessDevice, collect_lines, end_process
+from device_sim.process import (
+    STOP_TIMEOUT_S,
+    ProcessDevice,
+    collect_lines,
+    end_process,
+    spawn,
+)
 from device_sim.targets import TargetProfile, load_target
 
 
@@ -94,9 +100,8 @@ class NativeDevice(ProcessDevice):
             fcntl.ioctl(master, termios.TIOCPKT, struct.pack("i", 1))
             self._tty = os.ttyname(slave)
             self._stderr = []
-            proc = subprocess.Popen([str(self.executable)], stdin=master, stdout=master,
-                                    stderr=subprocess.PIPE, text=True, errors="replace",
-                                    start_new_session=True)
+            proc = spawn([str(self.executable)], stdin=master, stdout=master,
+                         stderr=subprocess.PIPE, text=True, errors="replace")
         except BaseException:
             _end(None, self._fds)
             raise

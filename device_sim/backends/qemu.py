@@ -26,7 +26,7 @@ from pathlib import Path
 from device_sim import toolchain
 from device_sim.backends import Backend, DeviceOptions, Firmware
 from device_sim.errors import EmulatorError, ToolchainError
-from device_sim.process import ProcessDevice, collect_lines, end_process
+from device_sim.process import ProcessDevice, collect_lines, end_process, spawn
 from device_sim.targets import TargetProfile, load_target
 
 QEMU = "qemu-system-arm"
@@ -99,11 +99,10 @@ class QemuDevice(ProcessDevice):
     def _launch(self, port: int) -> bool:
         """Start QEMU on `port`; True once listening, False if the port was taken meanwhile."""
         self._stderr, self._stdout = [], []
-        # A session of its own: Ctrl-C in the terminal must not kill QEMU before we clean up
-        # (and read what it printed); stop() and the finalizer end it instead.
-        proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                errors="replace", start_new_session=True)
+        # A session of its own (spawn): Ctrl-C in the terminal must not kill QEMU before we
+        # clean up (and read what it printed); stop() and the finalizer end it instead.
+        proc = spawn(self.command(port), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True, errors="replace")
         self._proc = proc
         self._finalizer = weakref.finalize(self, end_process, proc)
         listening, stdout_done = threading.Event(), threading.Event()
