@@ -34,6 +34,7 @@ class ModelManifest:
     logit_frac: int | None  # fractional bits of fixed-point logits; None for float32
     input_frac: int         # fractional bits of the int16 wire counts
     framing: Framing | None  # what the model was trained for; None if exported without it
+    derived_from: dict[str, str] | None = None  # the files it was made from, with their hashes
 
     def to_json(self) -> str:
         return json.dumps({"format": MANIFEST_FORMAT, **asdict(self)}, indent=2) + "\n"

@@ -191,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(framing, _model_sizes(args), _train_config(args),
                            held_out=args.held_out, held_out_fraction=args.held_out_fraction,
                            multi_level=args.multi_level)
-    metrics = train_run(recording, args.out, options)
+    metrics = train_run(recording, args.out, options, replace=args.force)
     for name in ("teacher", "student_kd", "student_no_kd", "student_mlkd"):
         if name not in metrics:
             continue
@@ -321,7 +321,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         train = dataclasses.replace(DEMO.train, epochs=args.epochs, seed=args.seed,
                                     progress=not args.quiet)
         metrics, quantized, export = make_run(recording, out,
-                                              TrainOptions(framing, DEMO.sizes, train))
+                                              TrainOptions(framing, DEMO.sizes, train),
+                                              replace=True)  # the demo's own folder
         print(_model_table(metrics, quantized, export))
         for variant, windows in (("q16", args.max_windows), ("f32", args.float_windows)):
             report = run_on_device(out, RunOptions(target=name, backend=args.backend,
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(train, _default(TrainOptions, "sizes"), _default(TrainOptions, "train"))
     train.add_argument("--multi-level", action="store_true",
                        help="also train a student by multi-level (stage-feature) KD")
+    train.add_argument("--force", action="store_true",
+                       help="replace the run in --out (its models, C and reports go)")
     train.set_defaults(func=cmd_train)
 
     evaluate = command("evaluate",

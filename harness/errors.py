@@ -37,6 +37,10 @@ class ThresholdError(HarnessError):
     """A pass threshold is unknown or not a number."""
 
 
+class DeviceMismatchError(HarnessError):
+    """The device announced other firmware than the run needs (target, model, framing)."""
+
+
 class ReportError(HarnessError):
     """A report.json cannot be read: missing, malformed or of another schema."""
 
@@ -47,6 +51,7 @@ class NothingToStreamError(HarnessError):
 
 __all__ = [
     "DeviceError",
+    "DeviceMismatchError",
     "DeviceTimeoutError",
     "EmulatorError",
     "FirmwareTooLargeError",

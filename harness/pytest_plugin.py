@@ -162,16 +162,18 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     """A started device running the run's q16 model, with an open session; stopped whatever
     the test does."""
     from device_sim.backends import DeviceOptions, prepare_device
+    from harness.run import check_device
     from harness.session import DeviceSession
     from models.rundir import RunDirectory
 
-    prepared = prepare_device(hil_backend_of(request.node),
-                              RunDirectory(hil_run_dir).model_sources("q16"), hil_target,
+    model = RunDirectory(hil_run_dir).model_sources("q16")
+    prepared = prepare_device(hil_backend_of(request.node), model, hil_target,
                               tmp_path / "build",
                               DeviceOptions(port=request.config.getoption("--hil-port")))
     with prepared.device as device, DeviceSession(
             device.url, baudrate=prepared.firmware.baudrate,
             check_alive=device.check_alive) as session:
+        check_device(session.info, model, hil_target, device.url)
         yield Dut(device, session, prepared.firmware.path, prepared.firmware.memory)
 
 

@@ -12,10 +12,11 @@ import numpy as np
 
 from device_sim.appbuild import check_framing
 from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, prepare_device
-from device_sim.targets import DEFAULT_TARGET, load_target
+from device_sim.model_sources import ModelSources
+from device_sim.targets import DEFAULT_TARGET, TargetProfile, load_target
 from harness.agreement import DeviceRun, RunReport, Thresholds, evaluate
-from harness.errors import NothingToStreamError
-from harness.session import DeviceSession, WindowResult
+from harness.errors import DeviceMismatchError, NothingToStreamError
+from harness.session import DeviceInfo, DeviceSession, WindowResult
 from models.quantize import as_device_input, counts_from_g
 from models.recordings import Recording, make_windows
 from models.rundir import RunDirectory
@@ -57,11 +58,37 @@ def _bouts_to_stream(recording: Recording, window: int, hop: int,
     return chosen
 
 
+def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
+                 url: str) -> None:
+    """The device's HELLO must announce the firmware this run needs: refused before any sample
+    is sent, naming both sides of every difference."""
+    manifest = model.manifest
+    needed = {"target": profile.name, "model hash": manifest.model_hash,
+              "variant": manifest.variant, "classes": len(manifest.class_names),
+              "sample rate (mHz)": round(profile.sample_rate_hz * 1000),
+              "window": profile.window, "hop": profile.hop}
+    announced = {"target": info.target, "model hash": info.model_hash,
+                 "variant": info.model_variant, "classes": info.n_classes,
+                 "sample rate (mHz)": round(info.sample_rate_hz * 1000),
+                 "window": info.window, "hop": info.hop}
+    wrong = [f"{key} {announced[key]!r} where the run needs {needed[key]!r}"
+             for key in needed if announced[key] != needed[key]]
+    if wrong:
+        raise DeviceMismatchError(f"the device on {url} runs other firmware than "
+                                  f"{model.folder} for {profile.name!r}: " + "; ".join(wrong)
+                                  + ". Flash the firmware built for this run.")
+
+
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
                   progress: Callable[[WindowResult], None] | None = None) -> RunReport:
     """Stream the held-out recording (or `recording`) through the device; return the report,
     also written to its report.json."""
     run = RunDirectory(run_dir)
+    folder = options.report or run.report_dir(options.target, options.backend,
+                                              options.variant, options.realtime)
+    # The last run's report goes first: a run that fails or is interrupted leaves none, so
+    # nothing can read an old pass as this run's.
+    (folder / "report.json").unlink(missing_ok=True)
     profile = load_target(options.target)
     model = run.model_sources(options.variant)
     check_framing(model, profile)
@@ -75,7 +102,6 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                     bouts=np.repeat(np.arange(len(bouts)), [len(b) for b in bouts]),
                     rate_hz=recording.rate_hz, source=recording.source)
     windows = make_windows(sub, window, hop)
-
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
                               DeviceOptions(port=options.port, timeout=options.timeout))
@@ -86,6 +112,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
             device.url, options.timeout, baudrate=prepared.firmware.baudrate,
             check_alive=device.check_alive) as session:
         info = session.info
+        check_device(info, model, profile, device.url)
         for bout in bouts:
             counts = counts_from_g(recording.accel_g[bout])
             rate = profile.sample_rate_hz if options.realtime else None
@@ -120,7 +147,5 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                 "artefact": str(prepared.firmware.path)})
     report = evaluate(device_run, profile, windows.y, len(windows.class_names), float_logits,
                       int_reference, limits)
-    folder = options.report or run.report_dir(options.target, options.backend,
-                                              options.variant, options.realtime)
     report.write(folder / "report.json")
     return report

@@ -16,6 +16,7 @@ tag `/dev/ttyUSB0`: the session does not know or care which. It
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,12 +28,14 @@ import serial
 
 from device_sim.protocol import (
     MESSAGES,
+    PROTOCOL_VERSION,
     CounterUnit,
     DeviceError,
     ErrorCode,
     FrameDecoder,
     LogitType,
     Message,
+    ProtocolError,
     decode_logits,
     encode_frame,
 )
@@ -65,12 +68,25 @@ class DeviceInfo:
 
     @classmethod
     def from_hello(cls, message: Message) -> DeviceInfo:
+        """The HELLO's fields, refused (ProtocolError) unless they are this protocol's."""
         f = message.fields
+        if f["protocol_version"] != PROTOCOL_VERSION:
+            raise ProtocolError(f"the device speaks protocol version {f['protocol_version']}, "
+                                f"this harness version {PROTOCOL_VERSION}: build and flash the "
+                                "firmware from this harness")
         return cls(f["protocol_version"], f["target"], f["build_id"], f["model_hash"],
                    f["model_variant"], f["sample_rate_mhz"] / 1000.0, f["window"], f["hop"],
-                   f["clock_hz"], CounterUnit(f["counter_unit"]).name, f["n_classes"],
-                   LogitType(f["logit_type"]).name, f["logit_frac"], f["input_frac"],
-                   f["rx_capacity"])
+                   f["clock_hz"], _enum_name(CounterUnit, f["counter_unit"], "counter_unit"),
+                   f["n_classes"], _enum_name(LogitType, f["logit_type"], "logit_type"),
+                   f["logit_frac"], f["input_frac"], f["rx_capacity"])
+
+
+def _enum_name(kind: type[enum.IntEnum], value: int, field: str) -> str:
+    try:
+        return kind(value).name
+    except ValueError:
+        raise ProtocolError(f"HELLO.{field} = {value} is none of the protocol's "
+                            f"{', '.join(f'{m.value} ({m.name})' for m in kind)}") from None
 
 
 @dataclass
@@ -209,10 +225,10 @@ class DeviceSession:
 
     def _recover(self, message: Message) -> None:
         """Go back to the frame the device expects and send everything from there again."""
-        code = ErrorCode(message.fields["code"]).name
-        self.link.count_error(code)
-        if code not in ("BAD_FRAME", "BAD_SEQUENCE", "OVERFLOW"):
-            raise DeviceError.from_message(message)
+        error = DeviceError.from_message(message)  # an unknown code becomes CODE_<n>
+        self.link.count_error(error.code)
+        if error.code not in ("BAD_FRAME", "BAD_SEQUENCE", "OVERFLOW"):
+            raise error
         expected = message.fields["expected_seq"]
         now = time.monotonic()
         if self._last_resend is not None and self._last_resend[0] == expected \

@@ -107,7 +107,8 @@ def run_fold(recording: Recording, animal: str, fold_dir: Path,
         train_options = TrainOptions(
             options.framing, dataclasses.replace(options.sizes, student=kind), options.train,
             held_out=(animal,), multi_level=options.multi_level, train_hop=options.train_hop)
-        train_run(recording, run_dir, train_options, teacher=teacher)
+        # A fold without fold.json is unfinished: what an interrupted run left is replaced.
+        train_run(recording, run_dir, train_options, teacher=teacher, replace=True)
         quantize_run(run_dir, options.word_lengths)
         teacher = teacher or RunDirectory(run_dir).load_model("teacher")
     seconds = round(time.perf_counter() - started, 1)

@@ -286,14 +286,16 @@ def _nn_tables_h() -> str:
             + "\n#endif /* TAG_NN_TABLES_H */\n")
 
 
-def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | None = None) -> Path:
+def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | None = None,
+                     derived_from: dict[str, str] | None = None) -> Path:
     """Write the fixed-point C of `model` into `folder`, with its manifest; returns the folder.
-    `framing`: what the model was trained for, which the firmware build checks."""
+    `framing`: what the model was trained for, which the firmware build checks; `derived_from`:
+    the files it was made from (run directory), so that stale C is refused."""
     v = _variant(model.word_bits)
     fields, body = _forward(v, model.ops, model.window)
     manifest = ModelManifest(v.name, model.kind, model.model_hash, model.window, AXES,
                              tuple(model.class_names), f"int{model.word_bits}",
-                             model.logit_frac, INPUT_FRAC, framing)
+                             model.logit_frac, INPUT_FRAC, framing, derived_from)
     return _write(folder, {
         "tag_nn_config.h": _nn_config_h(model.word_bits),
         "tag_nn_tables.h": _nn_tables_h(),
@@ -303,12 +305,14 @@ def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | Non
     }, ("tag_nn.h", "tag_nn.c"), manifest)
 
 
-def export_float(net: FloatNet, folder: Path, framing: Framing | None = None) -> Path:
+def export_float(net: FloatNet, folder: Path, framing: Framing | None = None,
+                 derived_from: dict[str, str] | None = None) -> Path:
     """Write the float32 C of the folded student into `folder`, with its manifest."""
     v = _variant(None)
     fields, body = _forward(v, net.ops, net.window)
     manifest = ModelManifest(v.name, net.kind, net.model_hash, net.window, AXES,
-                             tuple(net.class_names), "float32", None, INPUT_FRAC, framing)
+                             tuple(net.class_names), "float32", None, INPUT_FRAC, framing,
+                             derived_from)
     return _write(folder, {
         "tag_model.h": _model_h(v, net.kind, net.window, net.class_names, net.model_hash,
                                 None, fields),

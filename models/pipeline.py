@@ -39,7 +39,7 @@ from models.recordings import (
     split_by_animal,
     subset,
 )
-from models.rundir import DEPLOYED_STUDENT, RunDirectory
+from models.rundir import DEPLOYED_STUDENT, RunDirectory, read_json
 from models.students import build_model, count_parameters
 from models.training import predict_logits, train_classifier
 
@@ -104,12 +104,20 @@ class DataSource:
 # --- the three steps ------------------------------------------------------------------------
 
 def train_run(recording: Recording, out: Path, options: TrainOptions,
-              teacher: torch.nn.Module | None = None) -> dict[str, Any]:
+              teacher: torch.nn.Module | None = None, replace: bool = False) -> dict[str, Any]:
     """Train the teacher and the students with and without KD; evaluate on held-out animals.
 
     A `teacher` already trained on the same training animals is used as it is (the
-    leave-one-animal-out evaluation shares one between the students of a fold).
+    leave-one-animal-out evaluation shares one between the students of a fold). A run
+    directory that holds a run already is refused, unless `replace`: then everything of the old
+    run goes first, its quantized models, C, builds and reports too.
     """
+    run = RunDirectory(out)
+    if run.config_path.exists():
+        if not replace:
+            raise RunDirectoryError(f"{out} holds a run already: give another --out, or "
+                                    "--force to replace it (its models, C and reports go)")
+        run.replace()
     started = time.perf_counter()
     framing = options.framing
     windows = make_windows(recording, framing.window, options.train_hop or framing.hop)
@@ -122,7 +130,6 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
                                  f"{', '.join(held_out)}")
     n_classes = len(recording.class_names)
     out.mkdir(parents=True, exist_ok=True)
-    run = RunDirectory(out)
     x_train, x_test = as_device_input(train.x), as_device_input(test.x)
 
     # (name, teacher to distil from, multi-level); KD and no-KD students start from one seed.
@@ -190,7 +197,7 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
     results: dict[str, Any] = {}
     for bits in word_lengths:
         qmodel = quantize(net, calibration_g, bits)
-        save_quantized(qmodel, run.quantized_dir(f"q{bits}"))
+        save_quantized(qmodel, run.quantized_dir(f"q{bits}"), run.derivation(student, True))
         int_logits = qmodel.run(counts)
         scores = classification_metrics(test.y, int_logits.argmax(axis=1), n_classes)
         results[str(bits)] = {
@@ -223,7 +230,8 @@ def export_run(run_dir: Path, student: str = DEPLOYED_STUDENT,
     results: dict[str, Any] = {}
     for name in variants:
         qmodel = run.load_quantized(name)
-        folder = export_quantized(qmodel, run.c_dir(name), framing)
+        derived_from = read_json(run.quantized_dir(name) / "model.json")["derived_from"]
+        folder = export_quantized(qmodel, run.c_dir(name), framing, derived_from)
         results[name] = {"folder": str(folder.relative_to(run.path))}
         if test is not None:
             classes, logits = run_host(build_host(folder), counts, float_logits=False)
@@ -239,7 +247,7 @@ def export_run(run_dir: Path, student: str = DEPLOYED_STUDENT,
                                    f"window {mismatched[0]}")
     model = run.load_model(student)
     net = fold_student(model, tuple(run.config()["data"]["class_names"]), framing.window)
-    folder = export_float(net, run.c_dir("f32"), framing)
+    folder = export_float(net, run.c_dir("f32"), framing, run.derivation(student, False))
     results["f32"] = {"folder": str(folder.relative_to(run.path))}
     if test is not None:
         _, logits = run_host(build_host(folder), counts, float_logits=True)
@@ -251,8 +259,8 @@ def export_run(run_dir: Path, student: str = DEPLOYED_STUDENT,
                               export=results)["export"]
 
 
-def make_run(recording: Recording, out: Path, options: TrainOptions,
-             check: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def make_run(recording: Recording, out: Path, options: TrainOptions, check: bool = True,
+             replace: bool = False) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """train, quantize and export in one go: (training metrics, quantized, export results)."""
-    metrics = train_run(recording, out, options)
+    metrics = train_run(recording, out, options, replace=replace)
     return metrics, quantize_run(out), export_run(out, check=check)

@@ -476,9 +476,13 @@ def quantize(net: FloatNet, calibration_g: np.ndarray, word_bits: int) -> Quanti
 
 # --- files: JSON for formats, npz of integer arrays; nothing pickled ---------------------------
 
-def save_quantized(model: QuantizedModel, folder: Path) -> None:
+def save_quantized(model: QuantizedModel, folder: Path,
+                   derived_from: dict[str, str] | None = None) -> None:
+    """model.json and weights.npz; `derived_from` records the files it was made from (their
+    hashes), so that a model made before a retraining is known to be stale."""
     folder.mkdir(parents=True, exist_ok=True)
-    description = model.describe() | {"model_hash": model.model_hash}
+    description = model.describe() | {"model_hash": model.model_hash,
+                                       "derived_from": derived_from}
     (folder / "model.json").write_text(json.dumps(description, indent=2) + "\n")
     np.savez(folder / "weights.npz", **model.arrays())
 

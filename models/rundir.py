@@ -18,7 +18,9 @@ Checkpoints are loaded with weights_only=True; everything else is JSON or npz of
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,13 @@ def save_recording(path: Path, rec: Recording) -> None:
                         animals=np.asarray(rec.animals, dtype=str),
                         class_names=np.asarray(rec.class_names, dtype=str),
                         rate_hz=np.float64(rec.rate_hz), source=np.asarray(rec.source))
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
 
 
 def load_recording_npz(path: Path) -> Recording:
@@ -186,16 +195,63 @@ class RunDirectory:
         return sorted(p.parent.name for p in (self.path / "quantized").glob("q*/model.json"))
 
     def load_quantized(self, variant: str) -> QuantizedModel:
-        return load_quantized(self.quantized_dir(variant))
+        """A quantized model, refused if it was made from other weights than the run's now."""
+        folder = self.quantized_dir(variant)
+        model = load_quantized(folder)
+        self._check_fresh(folder, read_json(folder / "model.json").get("derived_from"),
+                          ("quantize",))
+        return model
 
     def model_sources(self, variant: str) -> ModelSources:
-        """The exported C of `variant`, checked to be there."""
+        """The exported C of `variant`, checked to be there and made from what the run holds
+        now (its checkpoint and, for fixed point, its quantized model)."""
         try:
-            return ModelSources.load(self.c_dir(variant))
+            model = ModelSources.load(self.c_dir(variant))
         except ModelSourcesError as error:
             raise RunDirectoryError(f"{self.c_dir(variant)} holds no exported model of variant "
                                     f"{variant!r}: run `harness export` on {self.path} first "
                                     f"({error})") from error
+        steps = ("quantize", "export") if variant in FIXED_POINT_VARIANTS else ("export",)
+        self._check_fresh(model.folder, model.manifest.derived_from, steps)
+        if variant in FIXED_POINT_VARIANTS:
+            quantized = read_json(self.quantized_dir(variant) / "model.json")["model_hash"]
+            if quantized != model.manifest.model_hash:
+                raise RunDirectoryError(f"{model.folder} holds another model than "
+                                        f"{self.quantized_dir(variant)} (quantized again since):"
+                                        f" run `harness export` on {self.path}")
+        return model
+
+    # --- what derived files were made from -----------------------------------------------
+
+    def derivation(self, student: str, calibrated: bool) -> dict[str, str]:
+        """The files a quantized model (calibrated) or exported C is made from, with their
+        SHA-256: recorded in it, and compared when it is loaded."""
+        found = {"checkpoint": self.checkpoint(student).name,
+                 "sha256": _sha256(self.checkpoint(student))}
+        if calibrated:
+            found["calibration_sha256"] = _sha256(self.calibration_path)
+        return found
+
+    def _check_fresh(self, what: Path, recorded: dict[str, str] | None,
+                     steps: tuple[str, ...]) -> None:
+        again = ", then ".join(f"`harness {step}`" for step in steps) + f" on {self.path}"
+        if not recorded or "checkpoint" not in recorded:
+            raise RunDirectoryError(f"{what} does not say what it was made from (made by an "
+                                    f"older harness?): run {again}")
+        student = Path(recorded["checkpoint"]).stem
+        current = self.derivation(student, "calibration_sha256" in recorded)
+        if current != recorded:
+            raise RunDirectoryError(f"{what} was made from another {recorded['checkpoint']} or "
+                                    f"calibration than the run holds now (trained again "
+                                    f"since?): run {again}")
+
+    def replace(self) -> None:
+        """Remove a previous run's files, so that nothing of it can pass for the new run's."""
+        for folder in ("quantized", "c", "build", "reports", "retargeted"):
+            shutil.rmtree(self.path / folder, ignore_errors=True)
+        for path in (self.config_path, self.metrics_path, self.heldout_path,
+                     self.calibration_path, *self.checkpoints()):
+            path.unlink(missing_ok=True)
 
     # --- recordings ----------------------------------------------------------------------
 
