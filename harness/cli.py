@@ -56,6 +56,35 @@ def _int_tuple(text: str) -> tuple[int, ...]:
             from None
 
 
+def _number(kind: type, low: float | None = None, high: float | None = None,
+            low_open: bool = False) -> Any:
+    """An argparse type: a `kind` within [low, high] (low excluded when `low_open`)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high) or value != value:  # NaN
+            bound = (f"above {low:g}" if low_open else f"at least {low:g}") if low is not None \
+                else ""
+            bound += (" and " if bound and high is not None else "") + (
+                f"at most {high:g}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{text} is not {bound}")
+        return value
+    parse.__name__ = kind.__name__  # what argparse names in its messages
+    return parse
+
+
+COUNT = _number(int, 1)             # windows, epochs, units: one or more
+NON_NEGATIVE = _number(int, 0)
+POSITIVE = _number(float, 0.0, low_open=True)
+NON_NEGATIVE_REAL = _number(float, 0.0)
+SHARE = _number(float, 0.0, 1.0)    # a fraction of something
+OPEN_SHARE = _number(float, 0.0, 1.0, low_open=True)
+VALIDATION_SHARE = _number(float, 0.0, 0.9)  # some windows must be left to train on
+
+
 def _str_tuple(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -69,8 +98,8 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
                        help="a generated recording (synthetic, not animal data)")
     source.add_argument("--units", default=None, choices=["g", "m/s2", "counts"],
                         help="acceleration units (g for tables, m/s2 for bouts unless given)")
-    source.add_argument("--scale", type=float, help="g per count, with --units counts")
-    source.add_argument("--source-rate", type=float, metavar="HZ",
+    source.add_argument("--scale", type=POSITIVE, help="g per count, with --units counts")
+    source.add_argument("--source-rate", type=POSITIVE, metavar="HZ",
                         help="sample rate of the recording when it has no time column")
     source.add_argument("--drop-implausible", action="store_true",
                         help="leave out bouts whose median |a| is far from 1 g (reported "
@@ -93,11 +122,11 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
     bouts.add_argument("--bout-time-column", default=DATA_DEFAULTS.bout_time_column,
                        metavar="NAME", help="the time column of each bout file; empty for none")
     synthetic = parser.add_argument_group("synthetic recording")
-    synthetic.add_argument("--synthetic-animals", type=int,
+    synthetic.add_argument("--synthetic-animals", type=COUNT,
                            default=DATA_DEFAULTS.synthetic_animals, help="animals")
-    synthetic.add_argument("--synthetic-seconds", type=float,
+    synthetic.add_argument("--synthetic-seconds", type=POSITIVE,
                            default=DATA_DEFAULTS.synthetic_seconds, help="seconds per bout")
-    synthetic.add_argument("--synthetic-bouts", type=int, default=DATA_DEFAULTS.synthetic_bouts,
+    synthetic.add_argument("--synthetic-bouts", type=COUNT, default=DATA_DEFAULTS.synthetic_bouts,
                            help="bouts per behaviour and animal")
 
 
@@ -120,28 +149,36 @@ def _data_source(args: argparse.Namespace) -> DataSource:
 def _framing(args: argparse.Namespace):
     from device_sim.targets import Framing
 
-    framing = Framing.of(load_target(args.target))
-    return Framing(rate_hz=args.rate or framing.rate_hz, window=args.window or framing.window,
-                   hop=args.hop or framing.hop, target=framing.target)
+    target = Framing.of(load_target(args.target))
+    framing = Framing(rate_hz=target.rate_hz if args.rate is None else args.rate,
+                      window=target.window if args.window is None else args.window,
+                      hop=target.hop if args.hop is None else args.hop, target=target.target)
+    if framing.hop > framing.window:
+        raise HarnessError(f"--hop {framing.hop} is longer than the window of {framing.window} "
+                           "samples: windows would skip samples; give a hop from 1 to the window")
+    return framing
 
 
 # (config, field, type, help): one command-line option each, named after its field
 # (--mlp-hidden sets ModelSizes.mlp_hidden), its default the config's.
 CONFIG_OPTIONS = (
-    ("sizes", "hidden", int, "GRU hidden units"),
-    ("sizes", "perceptron", int, "input perceptron width"),
-    ("sizes", "head", int, "MLP head width of the GRU-MLP"),
-    ("sizes", "mlp_pool", int, "the MLP student's pooling over time"),
+    ("sizes", "hidden", COUNT, "GRU hidden units"),
+    ("sizes", "perceptron", COUNT, "input perceptron width"),
+    ("sizes", "head", COUNT, "MLP head width of the GRU-MLP"),
+    ("sizes", "mlp_pool", COUNT, "the MLP student's pooling over time"),
     ("sizes", "mlp_hidden", _int_tuple, "the MLP student's hidden layers"),
     ("sizes", "teacher_filters", _int_tuple, "filters of the teacher's three residual stages"),
-    ("train", "epochs", int, "at most this many epochs"),
-    ("train", "batch_size", int, "windows per batch"),
-    ("train", "lr", float, "Adam learning rate"),
-    ("train", "temperature", float, "KD temperature"),
-    ("train", "alpha", float, "weight of the distillation term"),
-    ("train", "feature_weight", float, "weight of the stage-feature term of multi-level KD"),
-    ("train", "patience", int, "early stopping after this many epochs without progress (0: off)"),
-    ("train", "val_fraction", float, "training windows set aside to choose the epoch"),
+    ("train", "epochs", COUNT, "at most this many epochs"),
+    ("train", "batch_size", COUNT, "windows per batch"),
+    ("train", "lr", POSITIVE, "Adam learning rate"),
+    ("train", "temperature", POSITIVE, "KD temperature"),
+    ("train", "alpha", SHARE, "weight of the distillation term"),
+    ("train", "feature_weight", NON_NEGATIVE_REAL, "weight of the stage-feature term of "
+     "multi-level KD"),
+    ("train", "patience", NON_NEGATIVE, "early stopping after this many epochs without "
+     "progress (0: off)"),
+    ("train", "val_fraction", VALIDATION_SHARE, "training windows set aside to choose the "
+     "epoch"),
     ("train", "seed", int, "seed of everything random"),
 )
 
@@ -386,9 +423,9 @@ class _HelpFormatter(argparse.HelpFormatter):
 def _add_framing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET,
                         help="sets the sample rate, window and hop")
-    parser.add_argument("--rate", type=float, metavar="HZ", help="override the target's rate")
-    parser.add_argument("--window", type=int, help="override the target's window (samples)")
-    parser.add_argument("--hop", type=int, help="override the target's hop (samples)")
+    parser.add_argument("--rate", type=POSITIVE, metavar="HZ", help="override the target's rate")
+    parser.add_argument("--window", type=COUNT, help="override the target's window (samples)")
+    parser.add_argument("--hop", type=COUNT, help="override the target's hop (samples)")
 
 
 def _backend_help(needs_port: bool | None = None) -> str:
@@ -412,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_framing_options(train)
     train.add_argument("--held-out", type=_str_tuple, metavar="ID,ID",
                        help="animals to evaluate on (default: a seeded share of them)")
-    train.add_argument("--held-out-fraction", type=float,
+    train.add_argument("--held-out-fraction", type=OPEN_SHARE,
                        default=_default(TrainOptions, "held_out_fraction"),
                        help="share of the animals held out when --held-out is not given")
     _add_model_options(train, _default(TrainOptions, "sizes"), _default(TrainOptions, "train"))
@@ -428,19 +465,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, metavar="DIR",
                           help="the evaluation directory to write (or resume)")
     _add_framing_options(evaluate)
-    evaluate.add_argument("--train-hop", type=int, default=_default(EvaluationOptions, "train_hop"),
-                          metavar="SAMPLES", help="hop between training windows (256: no "
-                          "overlap); held-out windows keep the target's hop")
+    evaluate.add_argument("--train-hop", type=COUNT,
+                          default=_default(EvaluationOptions, "train_hop"), metavar="SAMPLES",
+                          help="hop between training windows (256: no overlap); held-out "
+                               "windows keep the target's hop")
     evaluate.add_argument("--folds", type=_str_tuple, metavar="ID,ID",
                           help="hold out only these animals, one fold each")
-    evaluate.add_argument("--max-folds", type=int, metavar="N",
+    evaluate.add_argument("--max-folds", type=COUNT, metavar="N",
                           help="only the first N animals (in sorted order)")
     evaluate.add_argument("--students", type=_str_tuple,
                           default=_default(EvaluationOptions, "students"), metavar="KIND,KIND",
                           help="student kinds")
     evaluate.add_argument("--no-multi-level", action="store_true",
                           help="skip the multi-level KD students")
-    evaluate.add_argument("--merge-rare", type=float, metavar="FRACTION",
+    evaluate.add_argument("--merge-rare", type=OPEN_SHARE, metavar="FRACTION",
                           help="merge classes under this fraction of the samples into one")
     evaluate.add_argument("--other-name", default=OTHER_CLASS, help="name of the merged class")
     _add_model_options(evaluate, _default(EvaluationOptions, "sizes"),
@@ -454,9 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "the first finished)")
     targets.add_argument("--variants", type=_str_tuple, default=VARIANTS,
                          metavar="V,V", help="model variants to run")
-    targets.add_argument("--max-windows", type=int, default=FIXED_POINT_WINDOWS,
+    targets.add_argument("--max-windows", type=COUNT, default=FIXED_POINT_WINDOWS,
                          help="held-out windows streamed through fixed-point firmware")
-    targets.add_argument("--float-windows", type=int, default=FLOAT_WINDOWS,
+    targets.add_argument("--float-windows", type=COUNT, default=FLOAT_WINDOWS,
                          help="windows for float32 firmware (slow on the collar)")
     targets.set_defaults(func=cmd_targets)
 
@@ -499,9 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send samples at the sensor's rate instead of as fast as allowed")
     run.add_argument("--port", help="where a physical tag is attached, for a backend that "
                                     "needs a port (e.g. --backend serial --port /dev/ttyUSB0)")
-    run.add_argument("--max-windows", type=int, metavar="N",
+    run.add_argument("--max-windows", type=COUNT, metavar="N",
                      help="stream only enough bouts for about N windows")
-    run.add_argument("--timeout", type=float, default=_default(RunOptions, "timeout"),
+    run.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
                      metavar="SECONDS",
                      help="longest wait for any answer from the device")
     run.add_argument("--threshold", type=_threshold, action="append", default=[],
@@ -515,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "the whole pipeline on a synthetic recording")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR",
                       help="where the run directories go, one per target")
-    demo.add_argument("--epochs", type=int, default=DEMO.train.epochs,
+    demo.add_argument("--epochs", type=COUNT, default=DEMO.train.epochs,
                       help="training epochs of each model")
     demo.add_argument("--seed", type=int, default=DEMO.train.seed, help="seed of everything")
     demo.add_argument("--targets", type=_str_tuple,
@@ -524,9 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     unattended = [b.name for b in registry().values() if not b.needs_port]
     demo.add_argument("--backend", choices=unattended, default=DEFAULT_BACKEND,
                       help=_backend_help(needs_port=False))
-    demo.add_argument("--max-windows", type=int, default=DEMO.max_windows,
+    demo.add_argument("--max-windows", type=COUNT, default=DEMO.max_windows,
                       help="held-out windows streamed through the q16 firmware")
-    demo.add_argument("--float-windows", type=int, default=DEMO.float_windows,
+    demo.add_argument("--float-windows", type=COUNT, default=DEMO.float_windows,
                       help="windows for the float32 firmware (slow on the collar)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)

@@ -102,6 +102,13 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                     bouts=np.repeat(np.arange(len(bouts)), [len(b) for b in bouts]),
                     rate_hz=recording.rate_hz, source=recording.source)
     windows = make_windows(sub, window, hop)
+    # The references first: a damaged run directory is refused before any device starts.
+    int_reference = None
+    if options.variant != "f32":
+        int_reference = run.load_quantized(options.variant).run(counts_from_g(windows.x))
+    student = run.load_model(run.deployed_student())
+    float_logits = predict_logits(student, as_device_input(windows.x))
+
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
                               DeviceOptions(port=options.port, timeout=options.timeout))
@@ -129,11 +136,6 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         stats = session.stats()
         link = asdict(session.link)
 
-    int_reference = None
-    if options.variant != "f32":
-        int_reference = run.load_quantized(options.variant).run(counts_from_g(windows.x))
-    student = run.load_model(run.deployed_student())
-    float_logits = predict_logits(student, as_device_input(windows.x))
     device_run = DeviceRun(
         variant=options.variant, backend=options.backend, counter_unit=info.counter_unit,
         class_index=[r.class_index if r else None for r in results],

@@ -22,6 +22,12 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # gates of its int8 LSTM in int16: an 8-bit gate would quantize sigmoid to 1/128.
 GATE_FRAC = 15
 GATE_BITS = 16
+WORD_BITS = (8, 16)
+
+# Fractional bits a tensor may have. With both factors of a product at most 31, an accumulator
+# has at most 62, so every shift between two formats in the C (int64, tag_align) stays below 63
+# bits and is defined. A tensor whose values exceed the word's integer range saturates at frac 0.
+MIN_FRAC, MAX_FRAC = 0, 31
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,11 @@ class QFormat:
 def choose_format(max_abs: float, bits: int) -> QFormat:
     """The format with the most fractional bits in which `max_abs` still fits without overflow."""
     if not np.isfinite(max_abs):
-        raise ValueError(f"cannot choose a Q format for a range of {max_abs}")
+        raise ValueError(f"cannot choose a Q format for a range of {float(max_abs)}")
     if max_abs <= 0.0:
         return QFormat(bits, bits - 1)
     frac = math.floor(math.log2((2 ** (bits - 1) - 1) / max_abs))
-    return QFormat(bits, frac)
+    return QFormat(bits, min(max(frac, MIN_FRAC), MAX_FRAC))
 
 
 def saturate(values: np.ndarray, bits: int) -> np.ndarray:

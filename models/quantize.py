@@ -28,11 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from device_sim.protocol import MESSAGES
 from models.errors import QuantizationError, RunDirectoryError
 from models.fixedpoint import (
     GATE_BITS,
     GATE_FRAC,
     INT32_MAX,
+    MAX_FRAC,
+    MIN_FRAC,
+    WORD_BITS,
     QFormat,
     activation_errors,
     align,
@@ -46,6 +50,7 @@ FORMAT_VERSION = "tag-dq/1"
 INPUT_FRAC = 12  # wire samples: int16 counts of 1/4096 g (the MPU9250 at +-8 g), full scale +-8 g
 WIRE_FORMAT = QFormat(16, INPUT_FRAC)
 AXES = 3
+MAX_CLASSES = MESSAGES["RESULT"].array.max_count  # logits per RESULT frame
 GATES = ("r", "z", "n")  # PyTorch's order of the GRU gates
 PRE_ACTIVATIONS = ("r", "z", "in", "hn", "n")  # r, z: gate inputs; in, hn: the two halves of n
 LUT_RANGE = 8.0  # sigmoid and tanh saturate their input at +-8, so a larger range buys nothing
@@ -407,6 +412,51 @@ class QuantizedModel:
         return digest.hexdigest()[:16]
 
 
+def _formats(op: Any) -> list[QFormat]:
+    """Every Q format an operation holds."""
+    found: list[QFormat] = []
+    for value in vars(op).values():
+        items = value.values() if isinstance(value, dict) else (
+            value if isinstance(value, list) else [value])
+        found += [item for item in items if isinstance(item, QFormat)]
+    return found
+
+
+def check_model(model: QuantizedModel) -> None:
+    """What the C can run bit for bit: a known kind and word length, every fractional format in
+    [MIN_FRAC, MAX_FRAC], every stored integer inside its word, shapes that chain from the
+    window to one logit per class. QuantizationError says what is wrong."""
+    if model.kind not in ("gru_mlp", "mlp"):
+        raise QuantizationError(f"unknown model kind {model.kind!r}")
+    if model.word_bits not in WORD_BITS:
+        raise QuantizationError(f"word length {model.word_bits!r} is none of {WORD_BITS}")
+    if not isinstance(model.window, int) or not 1 <= model.window <= 65535:
+        raise QuantizationError(f"window {model.window!r} is not 1..65535 samples")
+    if not 1 <= len(model.class_names) <= MAX_CLASSES or not all(
+            isinstance(name, str) for name in model.class_names):
+        raise QuantizationError(f"{len(model.class_names)} class names; 1 to {MAX_CLASSES} "
+                                "strings are possible")
+    for op in model.ops:
+        for fmt in _formats(op):
+            if not isinstance(fmt.frac, int) or not MIN_FRAC <= fmt.frac <= MAX_FRAC \
+                    or fmt.bits not in (*WORD_BITS, GATE_BITS):
+                raise QuantizationError(f"{op.name}: format Q(.{fmt.frac}) of {fmt.bits} bits; "
+                                        f"fractional bits must be {MIN_FRAC}..{MAX_FRAC}")
+        for key, values in op.arrays().items():
+            low, high = -(2 ** (model.word_bits - 1)), 2 ** (model.word_bits - 1) - 1
+            if values.size and (values.min() < low or values.max() > high):
+                raise QuantizationError(f"{key} holds values outside {model.word_bits}-bit "
+                                        f"words ({int(values.min())}..{int(values.max())})")
+    try:
+        logits = model.run(np.zeros((1, model.window, AXES), dtype=np.int64))
+    except (ValueError, IndexError) as error:
+        raise QuantizationError(f"the weights' shapes do not fit the operations ({error})") \
+            from error
+    if logits.shape != (1, model.n_classes):
+        raise QuantizationError(f"the model gives {logits.shape[-1]} logits for "
+                                f"{model.n_classes} classes")
+
+
 def counts_from_g(x_g: np.ndarray) -> np.ndarray:
     """Windows in g as the int16 wire counts the device receives."""
     return WIRE_FORMAT.quantize(x_g)
@@ -488,16 +538,38 @@ def save_quantized(model: QuantizedModel, folder: Path,
 
 
 def load_quantized(folder: Path) -> QuantizedModel:
+    """quantized/<variant>/ as written by save_quantized, checked before anything runs on it:
+    its keys, operations, Q formats, array dtypes, ranges and shapes (RunDirectoryError)."""
+    where = folder / "model.json"
     try:
-        description = json.loads((folder / "model.json").read_text())
+        description = json.loads(where.read_text())
         with np.load(folder / "weights.npz", allow_pickle=False) as npz:
-            arrays = {key: npz[key].astype(np.int64) for key in npz.files}
+            arrays = {key: npz[key] for key in npz.files}
     except FileNotFoundError as error:
         raise RunDirectoryError(f"{error.filename} is missing: run `harness quantize` first")\
             from error
-    if description.get("format") != FORMAT_VERSION:
-        raise RunDirectoryError(f"{folder / 'model.json'}: format {description.get('format')!r}"
-                                f" is not {FORMAT_VERSION!r}")
+    except (OSError, ValueError) as error:  # not JSON, not an npz, or pickled objects in it
+        raise RunDirectoryError(f"{folder} holds an unreadable model ({error}): run `harness "
+                                "quantize` again") from error
+    if not isinstance(description, dict) or description.get("format") != FORMAT_VERSION:
+        found = description.get("format") if isinstance(description, dict) else description
+        raise RunDirectoryError(f"{where}: format {found!r} is not {FORMAT_VERSION!r}")
+    try:
+        model = _model_from(description, arrays)
+        check_model(model)
+    except KeyError as error:
+        raise RunDirectoryError(f"{where}: missing {error} (damaged or written by another "
+                                "tool): run `harness quantize` again") from error
+    except (TypeError, ValueError, IndexError, AttributeError, QuantizationError) as error:
+        raise RunDirectoryError(f"{folder}: {error}: run `harness quantize` again") from error
+    return model
+
+
+def _model_from(description: dict[str, Any], arrays: dict[str, np.ndarray]) -> QuantizedModel:
+    for key, value in arrays.items():
+        if value.dtype.kind not in "iu":
+            raise QuantizationError(f"weights.npz: {key} holds {value.dtype}, not integers")
+    arrays = {key: value.astype(np.int64) for key, value in arrays.items()}
     bits = description["word_bits"]
     ops: list[Any] = []
     for d in description["ops"]:
@@ -520,6 +592,6 @@ def load_quantized(folder: Path) -> QuantizedModel:
                               {k: QFormat(GATE_BITS, f) for k, f in d["pre_frac"].items()},
                               QFormat(bits, d["in_frac"])))
         else:
-            raise RunDirectoryError(f"{folder / 'model.json'}: unknown operation {d['op']!r}")
+            raise QuantizationError(f"unknown operation {d['op']!r}")
     return QuantizedModel(description["kind"], bits, description["window"],
                           tuple(description["class_names"]), ops)

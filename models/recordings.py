@@ -132,6 +132,9 @@ def load_table(path: str | Path, columns: TableColumns = TableColumns(), units: 
     else:
         animals = data[columns.animal]
     new_animal = np.r_[True, animals[1:] != animals[:-1]]
+    if columns.time is not None:
+        _refuse_repeated_times(path, data[columns.time], new_animal, columns.time,
+                               csv=path.name.lower().endswith(_CSV_SUFFIXES))
     return _assemble(str(path), np.column_stack([data[a] for a in axes]), data[columns.label],
                      animals, data.get(columns.time), new_animal, per_unit, rate_hz)
 
@@ -176,6 +179,10 @@ def load_bouts(folder: str | Path,
         accel.append(np.column_stack([data[a] for a in axes]))
         if time_column is not None:
             seconds.append(data[time_column])
+            first = np.zeros(len(seconds[-1]), dtype=bool)
+            first[:1] = True
+            _refuse_repeated_times(file, seconds[-1], first, time_column, csv=True,
+                                   option="--bout-time-column")
         labels.append(match["label"] if label_from == "file" else file.parent.name)
         animals.append(match["animal"])
         sizes.append(len(accel[-1]))
@@ -203,6 +210,23 @@ def load_recording(path: str | Path, **options: object) -> Recording:
         raise TypeError(f"load_recording got unknown option(s) {unknown}")
     takes = inspect.signature(loader).parameters
     return loader(path, **{k: v for k, v in options.items() if k in takes})
+
+
+def _refuse_repeated_times(path: Path, seconds: np.ndarray, new_segment: np.ndarray,
+                           column: str, csv: bool, option: str = "--time-column") -> None:
+    """A time stamp that repeats the previous one of the same animal is two samples at one
+    instant: duplicated rows, or a clock too coarse for the rate. Each would start a bout of
+    its own, so it is an error, located, instead of thousands of tiny bouts."""
+    repeats = np.flatnonzero((np.diff(seconds) == 0) & ~new_segment[1:]) + 1
+    if len(repeats) == 0:
+        return
+    row = int(repeats[0])
+    where = {"line": row + 2} if csv else {}
+    raise RecordingError(
+        path, f"{'' if csv else f'row {row + 1}: '}the time {seconds[row]:g} s repeats the "
+        f"previous sample's ({len(repeats)} repeated time stamps in all): remove the duplicated "
+        f"rows, or read the file without its time column ({option} '' and "
+        f"--source-rate HZ)", column=column, **where)
 
 
 def _stem(path: Path) -> str:
@@ -293,8 +317,10 @@ def _check_header(path: Path, present: list[str], wanted: list[str]) -> None:
 
 
 def _as_numbers(column: pd.Series) -> np.ndarray:
+    """Floats, NaN where a cell is not a number (a list in a Parquet cell included)."""
     if not is_numeric_dtype(column):
-        column = pd.to_numeric(column, errors="coerce")
+        scalar = column.map(lambda cell: not isinstance(cell, list | tuple | dict | np.ndarray))
+        column = pd.to_numeric(column.where(scalar, None), errors="coerce")
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -318,14 +344,24 @@ def _is_number(text: object) -> bool:
     return True
 
 
+def _quoted(raw: object) -> str:
+    """A cell as a person reads it: numbers as numbers (inf, not np.float64(inf)), text quoted."""
+    if isinstance(raw, int | float | np.number) and not isinstance(raw, bool):
+        return f"{float(raw):g}"
+    return repr(str(raw))
+
+
 def _describe(raw: object, kind: str) -> str:
-    if pd.isna(raw) or str(raw).strip() == "":
+    if not isinstance(raw, list | tuple | np.ndarray) and (pd.isna(raw)
+                                                           or str(raw).strip() == ""):
         return f"empty cell; expected {'a label or id' if kind == 'text' else 'a ' + kind}"
+    if isinstance(raw, list | tuple | dict | np.ndarray):
+        return f"the cell holds a {type(raw).__name__} of values; one number per cell is needed"
     if _is_number(raw) and not np.isfinite(float(str(raw))):
-        return f"{raw!r} is not a finite number"
+        return f"{_quoted(raw)} is not a finite number"
     if kind == "time":
-        return f"cannot read {raw!r} as a time in seconds or as an ISO 8601 date-time"
-    return f"cannot read {raw!r} as a number"
+        return f"cannot read {_quoted(raw)} as a time in seconds or as an ISO 8601 date-time"
+    return f"cannot read {_quoted(raw)} as a number"
 
 
 def _assemble(source: str, raw: np.ndarray, labels: np.ndarray, animals: np.ndarray,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,19 @@ DEPLOYED_STUDENT = "student_kd"  # the student quantized and exported unless tol
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object the harness wrote; RunDirectoryError if it is missing or damaged."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError as error:
         raise RunDirectoryError(f"{path} is missing: is {Path(path).parent} a run directory "
                                 "written by `harness train`?") from error
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirectoryError(f"{path} is damaged (not JSON: {error}); run the step that "
+                                "writes it again") from error
+    if not isinstance(data, dict):
+        raise RunDirectoryError(f"{path} is damaged: it holds a {type(data).__name__}, not an "
+                                "object")
+    return data
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -180,14 +189,29 @@ class RunDirectory:
         torch.save(model.state_dict(), self.checkpoint(name))
 
     def load_model(self, name: str) -> torch.nn.Module:
-        """A trained model, rebuilt from config.json and its state dict (weights only)."""
-        model = build_model(self.config()["models"][name])
+        """A trained model, rebuilt from config.json and its state dict. Only plain tensors
+        are read (weights_only): a checkpoint that holds pickled objects is refused."""
+        try:
+            model = build_model(self.config()["models"][name])
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunDirectoryError(f"{self.config_path} describes no model {name!r} it can "
+                                    f"build ({type(error).__name__}: {error})") from error
         path = self.checkpoint(name)
         try:
             state = torch.load(path, weights_only=True)
         except FileNotFoundError as error:
             raise RunDirectoryError(f"{path} is missing: run `harness train` first") from error
-        model.load_state_dict(state)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError):
+            raise RunDirectoryError(f"{path} was refused: it is not a plain state dict of "
+                                    "tensors (it holds other pickled objects, or is damaged). "
+                                    "For safety the harness loads nothing else; train the "
+                                    "model again with `harness train`") from None
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as error:
+            why = " ".join(str(error).split())[:400]
+            raise RunDirectoryError(f"{path} does not fit the {name} that {self.config_path} "
+                                    f"describes: {why}") from None
         return model.eval()
 
     def quantized_variants(self) -> list[str]:
