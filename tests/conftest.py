@@ -1,6 +1,8 @@
-"""Fixtures shared by the model-pipeline tests: tiny students and short toy windows."""
+"""Fixtures shared by the tests: tiny students, short toy windows, a run directory to damage."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -52,3 +54,12 @@ def tiny_students(toy_windows_g) -> dict[str, torch.nn.Module]:
         model.set_normalization(torch.tensor(flat.mean(0)), torch.tensor(flat.std(0)))
         students[kind] = model.eval()
     return students
+
+
+@pytest.fixture
+def run_copy(hil_run_dir, tmp_path):
+    """A copy of the hil run directory (the plugin's tiny trained run) of the test's own, to
+    damage or retrain."""
+    copy = tmp_path / "run"
+    shutil.copytree(hil_run_dir, copy, ignore=shutil.ignore_patterns("build", "reports"))
+    return copy

@@ -7,7 +7,6 @@ or somebody else's tool would, and runs the command a user would run next.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -19,13 +18,6 @@ from models.rundir import RunDirectory
 from models.students import build_model
 
 EARTAG = pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
-
-
-@pytest.fixture
-def run_copy(hil_run_dir, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(hil_run_dir, copy, ignore=shutil.ignore_patterns("build", "reports"))
-    return copy
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
@@ -72,35 +64,24 @@ def test_a_damaged_quantized_model(run_copy, capsys, change, message):
     assert message in one_line_error(capsys, run_native(run_copy))
 
 
-@EARTAG
-def test_weights_of_the_wrong_shape(run_copy, capsys):
-    path = run_copy / "quantized" / "q16" / "weights.npz"
+def damage_weights(run_dir, change) -> None:
+    """Rewrite quantized/q16/weights.npz with `change(arrays, name of a weight matrix)`."""
+    path = run_dir / "quantized" / "q16" / "weights.npz"
     with np.load(path) as npz:
         arrays = dict(npz)
-    name = next(key for key in arrays if key.endswith(".w"))
-    arrays[name] = arrays[name][:, :-1]  # one input column short
+    change(arrays, next(key for key in arrays if key.endswith(".w")))
     np.savez(path, **arrays)
-    assert "shapes do not fit the operations" in one_line_error(capsys, run_native(run_copy))
 
 
 @EARTAG
-def test_weights_outside_their_word(run_copy, capsys):
-    path = run_copy / "quantized" / "q16" / "weights.npz"
-    with np.load(path) as npz:
-        arrays = dict(npz)
-    name = next(key for key in arrays if key.endswith(".w"))
-    arrays[name] = arrays[name] * 0 + 40_000
-    np.savez(path, **arrays)
-    assert "outside 16-bit words" in one_line_error(capsys, run_native(run_copy))
-
-
-@EARTAG
-def test_float_weights_where_integers_belong(run_copy, capsys):
-    path = run_copy / "quantized" / "q16" / "weights.npz"
-    with np.load(path) as npz:
-        arrays = {key: value.astype(np.float32) for key, value in npz.items()}
-    np.savez(path, **arrays)
-    assert "holds float32, not integers" in one_line_error(capsys, run_native(run_copy))
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a, w: a.update({w: a[w][:, :-1]}), "shapes do not fit the operations"),
+    (lambda a, w: a.update({w: a[w] * 0 + 40_000}), "outside 16-bit words"),
+    (lambda a, w: a.update({w: a[w].astype(np.float32)}), "holds float32, not integers"),
+], ids=["one_column_short", "outside_the_word", "floats"])
+def test_damaged_weights(run_copy, capsys, change, message):
+    damage_weights(run_copy, change)
+    assert message in one_line_error(capsys, run_native(run_copy))
 
 
 @EARTAG

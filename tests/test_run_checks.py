@@ -26,14 +26,6 @@ from models.rundir import RunDirectory
 EARTAG = pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
 
 
-@pytest.fixture
-def run_copy(hil_run_dir, tmp_path):
-    """A run directory of its own, to damage."""
-    copy = tmp_path / "run"
-    shutil.copytree(hil_run_dir, copy, ignore=shutil.ignore_patterns("build", "reports"))
-    return copy
-
-
 def retrain(run_dir) -> None:
     """What `harness train --force` leaves for the other steps: other weights, same names."""
     run = RunDirectory(run_dir)
