@@ -63,7 +63,7 @@ def _checked(model: ModelSources, target: TargetProfile) -> None:
     check_framing(model, target)
 
 
-def _app_defines(target: TargetProfile, test_hooks: bool) -> dict[str, str]:
+def app_defines(target: TargetProfile, test_hooks: bool) -> dict[str, str]:
     defines = {
         **crossbuild.target_defines(target),
         "TAG_WINDOW": str(target.window),
@@ -115,7 +115,7 @@ def build_model_firmware(model: ModelSources, target: TargetProfile, platform: P
     write_c_header(out_dir)
     name = _name(target, model, test_hooks)
     sources = [APP_SOURCE, *model.sources, LINK_SOURCE]
-    defines = _app_defines(target, test_hooks)
+    defines = app_defines(target, test_hooks)
     hashed = [*crossbuild.platform_sources(platform), crossbuild.PLATFORM_HEADER, *sources,
               LINK_HEADER, *model.headers]
     build_id = _build_id(hashed, crossbuild.compiler_flags(target),
@@ -142,7 +142,7 @@ def build_native(model: ModelSources, target: TargetProfile, out_dir: Path, *,
     name = _name(target, model, test_hooks) + "_native"
     output = out_dir / name
     sources = [APP_SOURCE, HOST_PLATFORM_SOURCE, *model.sources, LINK_SOURCE]
-    defines = {**_app_defines(target, test_hooks), **HOST_DEFINES}
+    defines = {**app_defines(target, test_hooks), **HOST_DEFINES}
     build_id = _build_id([crossbuild.PLATFORM_HEADER, *sources, LINK_HEADER, *model.headers],
                          toolchain.HOST_CFLAGS, defines)
     defines["TAG_BUILD_ID"] = f'"{build_id}"'

@@ -15,6 +15,7 @@ exists.
 from __future__ import annotations
 
 import functools
+import platform
 import shutil
 import subprocess
 import sys
@@ -37,9 +38,11 @@ class Tool:
     purpose: str   # what the project uses it for (README)
 
     def find(self) -> str | None:
-        """Where the tool is, or None when it is missing."""
-        if self.name == "newlib":
-            return _newlib_of(shutil.which("arm-none-eabi-gcc"))
+        """Where the tool is, or None when it is missing. A library is looked for the way
+        its compiler looks for it."""
+        if self.name in LIBRARIES:
+            compiler, options = LIBRARIES[self.name]
+            return _library_of(shutil.which(compiler), options)
         return shutil.which(self.name)
 
 
@@ -48,17 +51,26 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("newlib", "libnewlib-arm-none-eabi", "the C library the firmware links (nano specs)"),
     Tool("qemu-system-arm", "qemu-system-arm", "emulates the mps2 stand-ins of the tags"),
     Tool("gcc", "gcc", "compiles the exported C and the firmware for the host"),
+    Tool("clang", "clang", "builds the fuzz targets with AddressSanitizer and UBSan"),
+    Tool("libfuzzer", "libclang-rt-14-dev", "clang's libFuzzer, for the fuzz targets"),
 )}
 
+# A library is found by asking its compiler for the file: (compiler, its arguments).
+LIBRARIES = {
+    "newlib": ("arm-none-eabi-gcc", ("--specs=nano.specs", "-print-file-name=libc_nano.a")),
+    "libfuzzer": ("clang", (f"-print-file-name=libclang_rt.fuzzer-{platform.machine()}.a",)),
+}
 
-@functools.lru_cache(maxsize=4)
-def _newlib_of(cross_gcc: str | None) -> str | None:
-    """newlib-nano's libc as the cross-compiler finds it; None if it finds none."""
-    if cross_gcc is None:
+
+@functools.lru_cache(maxsize=8)
+def _library_of(compiler: str | None, options: tuple[str, ...]) -> str | None:
+    """The library file the compiler finds (it prints the bare name back when it finds none);
+    None without the compiler."""
+    if compiler is None:
         return None
     try:
-        found = subprocess.run([cross_gcc, "--specs=nano.specs", "-print-file-name=libc_nano.a"],
-                               capture_output=True, text=True, timeout=30).stdout.strip()
+        found = subprocess.run([compiler, *options], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found if Path(found).is_absolute() and Path(found).is_file() else None

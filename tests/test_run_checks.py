@@ -11,13 +11,15 @@ import threading
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_sim.backends.native import NativeDevice
 from device_sim.model_sources import ModelSources
 from device_sim.protocol import PROTOCOL_VERSION, FrameDecoder, ProtocolError, encode_frame
 from device_sim.targets import load_target
 from harness.cli import main
-from harness.errors import DeviceError, DeviceMismatchError, RunDirectoryError
+from harness.errors import DeviceError, DeviceMismatchError, HarnessError, RunDirectoryError
 from harness.run import RunOptions, run_on_device
 from harness.session import DeviceSession
 from models.pipeline import export_run, quantize_run
@@ -185,5 +187,40 @@ def test_an_error_code_outside_the_protocol_is_a_device_error():
         with DeviceSession(device.url, timeout=5) as session, \
                 pytest.raises(DeviceError, match="device error CODE_77"):
             session.stream(np.zeros((256, 3), np.int16))
+    finally:
+        device.close()
+
+
+# A device that answers anything with anything: the session must end, in results or in a
+# HarnessError, never hang and never fail otherwise.
+U8, U16, U32 = (st.integers(0, 2**n - 1) for n in (8, 16, 32))
+I32 = st.integers(-(2**31), 2**31 - 1)
+DEVICE_FRAMES = st.one_of(
+    st.builds(lambda seq, *f: encode_frame("RESULT", seq, window_index=f[0], class_index=f[1],
+                                           latency=f[2], logits=f[3]),
+              U8, U32, U8, U32, st.lists(I32, max_size=32)),
+    st.builds(lambda seq, limit, ack: encode_frame("CREDIT", seq, limit=limit, ack_seq=ack),
+              U8, U16, U8),
+    st.builds(lambda seq, code, expected, detail, pc: encode_frame(
+        "ERROR", seq, code=code, expected_seq=expected, detail=detail, pc=pc),
+        U8, U8, U8, U32, U32),
+    st.builds(lambda seq, token: encode_frame("PONG", seq, token=token), U8, U32),
+    st.binary(max_size=48),
+)
+ANSWERS = st.fixed_dictionaries({name: st.lists(DEVICE_FRAMES, max_size=3).map(b"".join)
+                                 for name in ("RESET", "SAMPLES", "PING", "STATS_REQUEST")})
+
+
+@settings(max_examples=30, deadline=None)
+@given(answers=ANSWERS, after_hello=st.lists(DEVICE_FRAMES, max_size=4).map(b"".join))
+def test_a_hostile_device_never_hangs_a_session(answers, after_hello):
+    device = FakeDevice(encode_frame("HELLO", 0, **HELLO) + after_hello, answers)
+    try:
+        with DeviceSession(device.url, timeout=0.3) as session:
+            results = session.stream(np.zeros((300, 3), np.int16))
+            session.stats()
+        assert all(0 <= r.index < 2**32 for r in results)
+    except HarnessError:
+        pass  # refused, timed out or reported: all fine, as long as it ends
     finally:
         device.close()

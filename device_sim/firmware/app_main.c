@@ -430,6 +430,8 @@ int main(void)
 {
     static app_t app;
 
+    /* The boot state, also when main runs again (the fuzz harness runs it once per input). */
+    memset(&app, 0, sizeof app);
     tag_uart_init();
     tag_counter_start();
     tag_rx_init(&app.rx);
