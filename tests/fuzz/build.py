@@ -46,7 +46,7 @@ def tiny_model(out: Path) -> Path:
     target = load_target(TARGET)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    calibration = (rng.normal(0.0, 0.3, (16, target.window, 3)) + [0.0, 0.0, 1.0])
+    calibration = rng.normal(0.0, 0.3, (16, target.window, 3)) + np.array([0.0, 0.0, 1.0])
     model = build_model({"kind": "gru_mlp", "n_classes": 3, "hidden": 4, "perceptron": 4,
                          "head": 4})
     flat = calibration.reshape(-1, 3).astype(np.float32)
