@@ -332,7 +332,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         recording = _data_source(args).load(load_target(args.target).sample_rate_hz, args.seed)
     options = RunOptions(target=args.target, backend=args.backend, variant=args.variant,
                          realtime=args.realtime, port=args.port, max_windows=args.max_windows,
-                         timeout=args.timeout, overrides=dict(args.threshold),
+                         timeout=args.timeout, link_faults=args.link_faults,
+                         overrides=dict(args.threshold),
                          report=args.report)
     report = run_on_device(args.run_dir, options, recording)
     print(format_report(report))
@@ -542,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
                      metavar="SECONDS",
                      help="longest wait for any answer from the device")
+    run.add_argument("--link-faults", metavar="OPTIONS",
+                     help="damage the link on purpose: fault:// options such as "
+                          "corrupt=0.01&drop=0.001&seed=1 (see harness/urlhandler)")
     run.add_argument("--threshold", type=_threshold, action="append", default=[],
                      metavar="NAME=VALUE", help="override a pass threshold")
     run.add_argument("--report", type=Path, metavar="FOLDER",

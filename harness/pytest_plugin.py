@@ -5,8 +5,8 @@ Registered through the `pytest11` entry point, so any project that installs this
 - the markers `hil` (a test that runs firmware on a device: on --hil-backend, or on the backend
   it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
   tools of device_sim.toolchain a test needs besides its backend's);
-- the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict and
-  --hil-run-dir;
+- the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict,
+  --hil-link-faults and --hil-run-dir;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
@@ -57,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-strict", action="store_true", default=_ci(),
                     help="fail, not skip, when a tool a test needs is missing "
                          "(default on when CI is set)")
+    group.addoption("--hil-link-faults", default=None, metavar="OPTIONS",
+                    help="damage every device link on purpose: fault:// options such as "
+                         "corrupt=0.01&seed=1")
     group.addoption("--hil-run-dir", type=Path, default=None,
                     help="use this run directory (from harness train/quantize/export) instead "
                          "of training a tiny model")
@@ -162,7 +165,7 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     """A started device running the run's q16 model, with an open session; stopped whatever
     the test does."""
     from device_sim.backends import DeviceOptions, prepare_device
-    from harness.run import check_device
+    from harness.run import check_device, faulty
     from harness.session import DeviceSession
     from models.rundir import RunDirectory
 
@@ -171,8 +174,8 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
                               tmp_path / "build",
                               DeviceOptions(port=request.config.getoption("--hil-port")))
     with prepared.device as device, DeviceSession(
-            device.url, baudrate=prepared.firmware.baudrate,
-            check_alive=device.check_alive) as session:
+            faulty(device.url, request.config.getoption("--hil-link-faults")),
+            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
         check_device(session.info, model, hil_target, device.url)
         yield Dut(device, session, prepared.firmware.path, prepared.firmware.memory)
 
@@ -194,6 +197,7 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
                              variant=variant, realtime=realtime,
                              port=request.config.getoption("--hil-port"),
                              max_windows=max_windows, overrides=overrides,
+                             link_faults=request.config.getoption("--hil-link-faults"),
                              report=tmp_path / f"{variant}-report")
         report = run_on_device(hil_run_dir, options)
         record_report(record_property, report)

@@ -32,6 +32,7 @@ class RunOptions:
     port: str | None = None  # where a physical device is (serial backend)
     max_windows: int | None = None  # stream only enough bouts for this many windows
     timeout: float = 20.0
+    link_faults: str | None = None  # fault:// options, e.g. "corrupt=0.01&seed=1"
     overrides: dict[str, float] = field(default_factory=dict)
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
 
@@ -56,6 +57,11 @@ def _bouts_to_stream(recording: Recording, window: int, hop: int,
         raise NothingToStreamError(f"{recording.source}: no bout holds one window of {window} "
                                    "samples")
     return chosen
+
+
+def faulty(url: str, faults: str | None) -> str:
+    """`url`, or the fault:// URL that wraps it with `faults` (harness/urlhandler)."""
+    return url if not faults else f"fault://{url}?{faults}"
 
 
 def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
@@ -116,8 +122,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
     with prepared.device as device, DeviceSession(
-            device.url, options.timeout, baudrate=prepared.firmware.baudrate,
-            check_alive=device.check_alive) as session:
+            faulty(device.url, options.link_faults), options.timeout,
+            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
         info = session.info
         check_device(info, model, profile, device.url)
         for bout in bouts:
@@ -134,7 +140,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                 if options.realtime and result is not None and result.received_at > due:
                     deadline_misses += 1
         stats = session.stats()
-        link = asdict(session.link)
+        link = asdict(session.link) | {"injected_faults": session.injected_faults}
 
     device_run = DeviceRun(
         variant=options.variant, backend=options.backend, counter_unit=info.counter_unit,

@@ -41,9 +41,16 @@ from device_sim.protocol import (
 )
 from harness.errors import DeviceTimeoutError
 
+# fault://URL?options wraps any URL with injected line faults (harness/urlhandler).
+if "harness.urlhandler" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("harness.urlhandler")
+
 SAMPLES_PER_FRAME = MESSAGES["SAMPLES"].constants["MAX"]
 MAX_FRAMES_IN_FLIGHT = 100  # well inside the 256 sequence numbers go-back-N can tell apart
 POLL_S = 0.02  # how long one read waits; the session's own timeout bounds the whole wait
+FIRST_ROUND_TRIP_S = 0.1  # until measured
+MIN_RETRANSMIT_S = 0.1
+MIN_ECHO_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,11 @@ class LinkStats:
 
 @dataclass
 class _Outstanding:
+    """A host frame the device has not acknowledged yet."""
+
     seq: int
     frame: bytes
+    sent_at: float  # when it first went out
 
 
 class DeviceSession:
@@ -129,7 +139,12 @@ class DeviceSession:
         self._inbox: deque[Message] = deque()
         self._seq = 0  # next host sequence number
         self._unacked: deque[_Outstanding] = deque()  # sent, not yet acknowledged by a CREDIT
-        self._last_resend: tuple[int, float] | None = None
+        self._sent_at = 0.0  # when the oldest unacknowledged frame last went out
+        self._last_rewind: tuple[int, float] | None = None  # (expected seq, when)
+        self._frame_samples = SAMPLES_PER_FRAME  # shrinks on a noisy line, grows back
+        self._round_trip_s = FIRST_ROUND_TRIP_S
+        self._acknowledged = 0  # frames acknowledged in all: the link's progress
+        self._clean_frames = 0  # acknowledged since the last bad frame
         self._device_seq: int | None = None
         self.info: DeviceInfo | None = None
         self.link = LinkStats()
@@ -149,6 +164,11 @@ class DeviceSession:
         self.info = DeviceInfo.from_hello(hello)
         self._write(b"\x00")  # flush whatever half-frame the device's receiver holds
         return self.info
+
+    @property
+    def injected_faults(self) -> dict[str, int]:
+        """What a fault:// URL did to the bytes (empty for any other URL)."""
+        return dict(getattr(self._port, "injected", {}))
 
     def close(self) -> None:
         if self._port is not None:
@@ -202,6 +222,26 @@ class DeviceSession:
             self._poll()
 
     # --- sending ---------------------------------------------------------------------------
+    #
+    # Every host frame is kept until the device acknowledges it: a CREDIT's ack_seq, or the
+    # expected_seq of an ERROR (the device holds every frame before it). A frame the device
+    # reports bad or out of order, or one left unacknowledged for `retransmit_s`, is sent again
+    # from there, byte for byte (go-back-N): a seq always carries the same samples, so a frame
+    # that arrives twice is refused as a duplicate and can never shift the stream. While the
+    # line keeps corrupting frames, new frames are made smaller, so that more of them get
+    # through; they grow back once it is clean.
+
+    @property
+    def retransmit_s(self) -> float:
+        """How long a frame may go unacknowledged before it is sent again: a few round trips
+        as measured, which include the device's inference (nothing is acknowledged while it
+        computes)."""
+        return min(max(4 * self._round_trip_s, MIN_RETRANSMIT_S), self.timeout / 4)
+
+    @property
+    def _echo_s(self) -> float:
+        """An ERROR this soon after a resend is about frames sent before it."""
+        return min(max(2 * self._round_trip_s, MIN_ECHO_S), self.retransmit_s)
 
     def _write(self, data: bytes) -> None:
         assert self._port is not None, "session not open"
@@ -212,50 +252,113 @@ class DeviceSession:
             raise DeviceTimeoutError(f"lost the connection to {self.url}: {error}") from error
 
     def _send(self, name: str, **fields: Any) -> None:
-        """Send one frame and keep it until a CREDIT acknowledges it, to resend if need be."""
-        assert self._port is not None, "session not open"
-        frame = _Outstanding(self._seq, encode_frame(name, self._seq, **fields))
+        """Send one frame and keep it until the device acknowledges it."""
+        frame = _Outstanding(self._seq, encode_frame(name, self._seq, **fields),
+                             time.monotonic())
+        if not self._unacked:
+            self._sent_at = time.monotonic()
         self._write(frame.frame)
         self._unacked.append(frame)
         self._seq = (self._seq + 1) % 256
 
     def _acknowledge(self, ack_seq: int) -> None:
+        acknowledged, now = 0, time.monotonic()
         while self._unacked and (ack_seq - self._unacked[0].seq) % 256 < 128:
-            self._unacked.popleft()
+            frame = self._unacked.popleft()
+            acknowledged += 1
+        self._acknowledged += acknowledged
+        if acknowledged:
+            if self._last_rewind is None or frame.sent_at > self._last_rewind[1]:
+                # Smoothed round trip (as TCP's), from frames that went out once only.
+                self._round_trip_s += (now - frame.sent_at - self._round_trip_s) / 8
+            self._sent_at = time.monotonic()
+            self._clean_frames += acknowledged
+            if self._clean_frames >= 2 * SAMPLES_PER_FRAME // self._frame_samples:
+                self._frame_samples = min(SAMPLES_PER_FRAME, 2 * self._frame_samples)
+                self._clean_frames = 0
 
-    def _recover(self, message: Message) -> None:
-        """Go back to the frame the device expects and send everything from there again."""
+    def _on_error(self, message: Message) -> int | None:
+        """An ERROR frame: raises what cannot be recovered; else acknowledges what the device
+        holds and returns the seq to send again from (None: an echo, already answered)."""
         error = DeviceError.from_message(message)  # an unknown code becomes CODE_<n>
         self.link.count_error(error.code)
         if error.code not in ("BAD_FRAME", "BAD_SEQUENCE", "OVERFLOW"):
             raise error
         expected = message.fields["expected_seq"]
+        self._acknowledge((expected - 1) % 256)
+        if error.code == "BAD_FRAME":
+            self._frame_samples = max(1, self._frame_samples // 2)
+            self._clean_frames = 0
         now = time.monotonic()
-        if self._last_resend is not None and self._last_resend[0] == expected \
-                and now - self._last_resend[1] < self.timeout / 4:
-            return  # an echo of the error we already answered: the resend is on its way
-        self._last_resend = (expected, now)
-        resend = [frame for frame in self._unacked if (frame.seq - expected) % 256 < 128]
-        for frame in resend:
+        if self._last_rewind is not None and self._last_rewind[0] == expected \
+                and now - self._last_rewind[1] < self._echo_s:
+            return None  # about frames sent before the last rewind: it is on its way
+        return expected
+
+    def _rewind(self, expected: int) -> None:
+        """Send every outstanding frame from host seq `expected` on again, as it was."""
+        if not self._unacked or self._unacked[0].seq != expected:
+            return  # nothing of ours from there on is outstanding
+        self._last_rewind = (expected, time.monotonic())
+        self._sent_at = time.monotonic()
+        for frame in self._unacked:
             self._write(frame.frame)
-        self.link.resent_frames += len(resend)
+        self.link.resent_frames += len(self._unacked)
+
+    def _overdue(self) -> bool:
+        return bool(self._unacked) and time.monotonic() - self._sent_at > self.retransmit_s
+
+    def _transact(self, name: str, wanted: Callable[[Message], bool], what: str,
+                  **fields: Any) -> Message:
+        """Send a request and wait for the answer `wanted` accepts; on a noisy line send it
+        again, and ask again when it arrived but its answer was lost."""
+        deadline = time.monotonic() + self.timeout
+        self._send(name, **fields)
+        asked_at = time.monotonic()
+        while True:
+            self._poll()
+            while self._inbox:
+                message = self._inbox.popleft()
+                if wanted(message):
+                    self._acknowledge_credit(message)
+                    return message
+                if message.name == "CREDIT":
+                    self._acknowledge(message.fields["ack_seq"])
+                elif message.name == "ERROR" and (again := self._on_error(message)) is not None:
+                    self._rewind(again)
+            now = time.monotonic()
+            if self._overdue():
+                self._rewind(self._unacked[0].seq)
+            elif not self._unacked and now - asked_at > self.retransmit_s:
+                self._send(name, **fields)  # it arrived; its answer did not
+                asked_at = now
+            if now > deadline:
+                self._check_alive()
+                raise DeviceTimeoutError(f"no answer from {self.url} within {self.timeout:g} s "
+                                         f"while waiting for {what}")
+
+    def _acknowledge_credit(self, message: Message) -> None:
+        if message.name == "CREDIT":
+            self._acknowledge(message.fields["ack_seq"])
 
     def ping(self, token: int = 0x5EED) -> None:
-        self._send("PING", token=token)
-        self._wait_for(lambda m: m.name == "PONG" and m.fields["token"] == token, "PONG")
+        self._transact("PING", lambda m: m.name == "PONG" and m.fields["token"] == token,
+                       "PONG", token=token)
 
     def stats(self) -> dict[str, int]:
-        self._send("STATS_REQUEST")
-        return dict(self._wait_for(lambda m: m.name == "STATS", "STATS").fields)
+        return dict(self._transact("STATS_REQUEST", lambda m: m.name == "STATS",
+                                   "STATS").fields)
 
     def reset(self) -> None:
         """Restart the device's stream: window numbering, buffered samples, credit."""
         self._inbox = deque(m for m in self._inbox if m.name not in ("CREDIT", "RESULT"))
         reset_seq = self._seq
-        self._send("RESET")
-        self._wait_for(lambda m: m.name == "CREDIT" and m.fields["ack_seq"] == reset_seq,
-                       "CREDIT after RESET")
-        self._acknowledge(reset_seq)
+
+        def covers_reset(m: Message) -> bool:  # a CREDIT sent after the device took RESET
+            return m.name == "CREDIT" and (m.fields["ack_seq"] - reset_seq) % 256 < 128
+
+        self._transact("RESET", covers_reset, "CREDIT after RESET")
+        self._unacked.clear()
 
     # --- streaming -------------------------------------------------------------------------
 
@@ -277,11 +380,11 @@ class DeviceSession:
         sent = 0
         closing = False  # a final PING makes the device acknowledge the last frames
         started = last_progress = time.monotonic()
-        pinged = False
+        seen: set[int] = set()  # window indices with a result: a repeat is not a new one
         while not (closing and not self._unacked):
             due = total if sample_rate_hz is None else min(
                 total, int((time.monotonic() - started) * sample_rate_hz) + 1)
-            n = min(SAMPLES_PER_FRAME, limit - sent, due - sent)
+            n = min(self._frame_samples, limit - sent, due - sent)
             if n > 0 and len(self._unacked) < MAX_FRAMES_IN_FLIGHT:
                 self._send("SAMPLES", samples=counts[sent:sent + n].reshape(-1))
                 sent += n
@@ -290,27 +393,34 @@ class DeviceSession:
                 self._send("PING", token=total)
                 closing = True
             self._poll()
-            progressed = bool(self._inbox)
+            # Progress is what moves the stream on: a frame acknowledged, more credit, a new
+            # window's result. A device that only answers (errors, repeats) makes none, and
+            # the session gives up on it after `timeout`.
+            before = (self._acknowledged, limit, len(seen))
+            rewind_to = None
             while self._inbox:
                 message = self._inbox.popleft()
-                if message.name == "RESULT":
+                if message.name == "RESULT" and message.fields["window_index"] not in seen:
+                    seen.add(message.fields["window_index"])
                     results.append(self._result(message))
                     if on_result is not None:
                         on_result(results[-1])
                 elif message.name == "CREDIT":
                     # The limit is mod 65536 and never behind what we have sent.
-                    limit = sent + (message.fields["limit"] - sent) % 65536
+                    limit = max(limit, sent + (message.fields["limit"] - sent) % 65536)
                     self._acknowledge(message.fields["ack_seq"])
                 elif message.name == "ERROR":
-                    self._recover(message)
+                    rewind_to = self._on_error(message)
+            if rewind_to is None and self._overdue():
+                rewind_to = self._unacked[0].seq  # nothing came back for it: send it again
+            if rewind_to is not None:
+                self._rewind(rewind_to)
             now = time.monotonic()
-            if progressed:
-                last_progress, pinged = now, False
-            elif now - last_progress > self.timeout / 2 and not pinged:
-                # A lost CREDIT, or our last frame lost: PING makes the device repeat its
-                # limit, or report the gap so that we resend.
+            if (self._acknowledged, limit, len(seen)) != before:
+                last_progress = now
+            elif not self._unacked and now - last_progress > self.retransmit_s:
+                # Waiting for a CREDIT that was lost: PING makes the device say it again.
                 self._send("PING", token=0)
-                pinged = True
             elif now - last_progress > self.timeout:
                 self._check_alive()
                 raise DeviceTimeoutError(
