@@ -26,7 +26,14 @@ from models.errors import RecordingWarning, RunDirectoryError, TooFewSamplesErro
 from models.export import build_host, export_float, export_quantized, run_host
 from models.fixedpoint import activation_errors
 from models.metrics import classification_metrics, top1_agreement
-from models.quantize import as_device_input, counts_from_g, fold_student, quantize, save_quantized
+from models.quantize import (
+    WIRE_FULL_SCALE_G,
+    as_device_input,
+    counts_from_g,
+    fold_student,
+    quantize,
+    save_quantized,
+)
 from models.recordings import (
     Recording,
     TableColumns,
@@ -36,6 +43,7 @@ from models.recordings import (
     load_table,
     make_windows,
     resample,
+    signal_faults,
     split_by_animal,
     subset,
 )
@@ -68,8 +76,12 @@ class DataSource:
     drop_implausible: bool = False
 
     def load(self, rate_hz: float, seed: int = 0) -> Recording:
-        """The recording, resampled to rate_hz, checked for bouts that do not feel 1 g."""
+        """The recording, resampled to rate_hz, checked for what a damaged sensor leaves
+        (clipping, dropouts, a stuck axis: warned, with where) and for bouts that do not feel
+        1 g (warned, or left out with drop_implausible)."""
         recording = self._read(rate_hz, seed)
+        for fault in signal_faults(recording, WIRE_FULL_SCALE_G):
+            warnings.warn(f"{recording.source}: {fault}", RecordingWarning, stacklevel=2)
         outliers = gravity_outliers(recording, self.gravity_tolerance_g)
         if not outliers:
             return recording

@@ -49,6 +49,7 @@ from models.fixedpoint import (
 FORMAT_VERSION = "tag-dq/1"
 INPUT_FRAC = 12  # wire samples: int16 counts of 1/4096 g (the MPU9250 at +-8 g), full scale +-8 g
 WIRE_FORMAT = QFormat(16, INPUT_FRAC)
+WIRE_FULL_SCALE_G = WIRE_FORMAT.max_int * WIRE_FORMAT.step  # what an int16 count can carry
 AXES = 3
 MAX_CLASSES = MESSAGES["RESULT"].array.max_count  # logits per RESULT frame
 GATES = ("r", "z", "n")  # PyTorch's order of the GRU gates

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,12 +25,18 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
 
 from device_sim.errors import HarnessError, SampleRateError
-from models.errors import MissingColumnError, RecordingError, TooFewSamplesError
+from models.errors import (
+    MissingColumnError,
+    RecordingError,
+    RecordingWarning,
+    TooFewSamplesError,
+)
 
 G = 9.80665  # standard gravity, m/s^2 per g
 
 _PER_G = {"g": 1.0, "m/s2": 1.0 / G, "m/s^2": 1.0 / G, "mps2": 1.0 / G}
 _GAP_STEPS = 1.5  # a time step longer than this many sample periods starts a new bout
+_DRIFT_TOLERANCE = 0.02  # a part of the recording whose clock differs more is reported
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
@@ -374,7 +381,9 @@ def _assemble(source: str, raw: np.ndarray, labels: np.ndarray, animals: np.ndar
     starts[1:] |= labels[1:] != labels[:-1]
     if seconds is not None:
         step = np.diff(seconds)
-        starts[1:] |= (step <= 0) | (step > _GAP_STEPS / rate)
+        gaps = (step > _GAP_STEPS / rate) & ~new_segment[1:]
+        starts[1:] |= (step <= 0) | gaps
+        _warn_about_time(source, seconds, new_segment, animals, gaps, rate)
     codes, names = pd.factorize(labels, sort=True)
     return Recording(
         accel_g=(raw * per_unit).astype(np.float32),
@@ -385,6 +394,36 @@ def _assemble(source: str, raw: np.ndarray, labels: np.ndarray, animals: np.ndar
         rate_hz=rate,
         source=source,
     )
+
+
+def _warn_about_time(source: str, seconds: np.ndarray, new_segment: np.ndarray,
+                     animals: np.ndarray, gaps: np.ndarray, rate: float) -> None:
+    """Dropouts in time (gaps, where bouts are split) and a clock that drifts from the rate:
+    kept, and said, with their effect."""
+    if gaps.any():
+        lost = np.diff(seconds)[gaps] - 1.0 / rate
+        first = int(np.flatnonzero(gaps)[0]) + 1
+        warnings.warn(f"{source}: {int(gaps.sum())} gaps in the time column ({lost.sum():.1f} s "
+                      f"without samples, the longest {lost.max():.2f} s; the first before "
+                      f"sample {first}, animal {animals[first]}, t = {seconds[first]:g} s): bouts "
+                      "are split there, and no window spans a gap", RecordingWarning,
+                      stacklevel=4)
+    drifting = []  # (own rate, first sample) of every segment whose clock is off
+    segments = np.flatnonzero(new_segment)
+    for begin, end in zip(segments, [*segments[1:], len(seconds)], strict=True):
+        steps = np.diff(seconds[begin:end])
+        steps = steps[(steps > 0) & (steps <= _GAP_STEPS / rate)]
+        if len(steps) >= 10 and abs(1.0 / float(np.median(steps)) / rate - 1) > _DRIFT_TOLERANCE:
+            drifting.append((1.0 / float(np.median(steps)), int(begin)))
+    if drifting:
+        own, begin = max(drifting, key=lambda d: abs(d[0] / rate - 1))
+        off = 100 * (own / rate - 1)
+        warnings.warn(f"{source}: the clock of {len(drifting)} part(s) of the recording is off "
+                      f"its {rate:g} Hz by more than {100 * _DRIFT_TOLERANCE:g} %; the worst, "
+                      f"animal {animals[begin]}'s from t = {seconds[begin]:g} s, runs at "
+                      f"{own:.4g} Hz ({off:+.1f} %). Their samples are taken at {rate:g} Hz, "
+                      f"so their windows span {100 * (rate / own - 1):+.1f} % more time",
+                      RecordingWarning, stacklevel=4)
 
 
 def _g_per_unit(source: Path, units: str, scale: float | None) -> float:
@@ -484,6 +523,58 @@ def gravity_outliers(rec: Recording, tolerance_g: float = 0.5) -> dict[int, floa
     ids, starts = np.unique(rec.bouts[order], return_index=True)
     medians = [float(np.median(part)) for part in np.split(magnitude[order], starts[1:])]
     return {int(b): m for b, m in zip(ids, medians, strict=True) if abs(m - 1.0) > tolerance_g}
+
+
+def _where(rec: Recording, index: int) -> str:
+    """Sample `index` as a person finds it: animal, bout and label, seconds into the bout."""
+    start = int(np.flatnonzero(rec.bouts == rec.bouts[index])[0])
+    return (f"animal {rec.animals[index]}, bout {rec.bouts[index]} "
+            f"({rec.class_names[rec.labels[index]]}), {(index - start) / rec.rate_hz:.2f} s in")
+
+
+def _runs(values: np.ndarray, bouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first index, length) of every run of equal consecutive values within a bout."""
+    change = np.r_[True, (values[1:] != values[:-1]) | (bouts[1:] != bouts[:-1])]
+    starts = np.flatnonzero(change)
+    return starts, np.diff(np.r_[starts, len(values)])
+
+
+def signal_faults(rec: Recording, full_scale_g: float, stuck_seconds: float = 2.0,
+                  dropout_samples: int = 3) -> list[str]:
+    """What a damaged sensor leaves in a recording, each as a sentence that says where and what
+    it does: samples at the full scale the wire carries (clipped there), runs that read 0 g on
+    every axis (dropouts: a worn sensor always feels gravity), and an axis that holds one value
+    for `stuck_seconds` or longer (stuck or disconnected). Empty when none is found."""
+    found: list[str] = []
+    if len(rec) == 0:
+        return found
+    clipped = np.flatnonzero((np.abs(rec.accel_g) >= full_scale_g).any(axis=1))
+    if len(clipped):
+        found.append(f"{len(clipped)} samples ({100 * len(clipped) / len(rec):.2g} %) reach the "
+                     f"±{full_scale_g:.3g} g full scale of the wire format and are clipped to it, "
+                     f"on the device and in training; the first at {_where(rec, clipped[0])}")
+    zero = (rec.accel_g == 0.0).all(axis=1)
+    starts, lengths = _runs(zero, rec.bouts)
+    dropouts = [(s, n) for s, n in zip(starts, lengths, strict=True)
+                if zero[s] and n >= dropout_samples]
+    if dropouts:
+        seconds = sum(n for _, n in dropouts) / rec.rate_hz
+        found.append(f"{len(dropouts)} runs of samples read 0 g on every axis ({seconds:.1f} s in "
+                     f"all), which a worn sensor cannot: dropouts, the first at "
+                     f"{_where(rec, dropouts[0][0])}")
+    stuck_samples = max(2, round(stuck_seconds * rec.rate_hz))
+    for axis, name in enumerate("xyz"):
+        starts, lengths = _runs(rec.accel_g[:, axis], rec.bouts)
+        runs = [(s, n) for s, n in zip(starts, lengths, strict=True)
+                if n >= stuck_samples and not zero[s]]
+        if runs:
+            first, n = runs[0]
+            found.append(f"axis {name} holds one value for {stuck_seconds:g} s or longer in "
+                         f"{len(runs)} places ({sum(k for _, k in runs) / rec.rate_hz:.1f} s in "
+                         f"all): a stuck or disconnected axis; the first, "
+                         f"{rec.accel_g[first, axis]:.3g} g for {n / rec.rate_hz:.1f} s, at "
+                         f"{_where(rec, first)}")
+    return found
 
 
 def describe_bouts(rec: Recording, bouts: dict[int, float]) -> str:
