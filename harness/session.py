@@ -7,11 +7,15 @@ tag `/dev/ttyUSB0`: the session does not know or care which. It
 - sends samples only up to the device's limit (CREDIT), which the device sets at its next
   inference point: nothing is on the wire while it computes, so a polled UART never overruns,
   and a lost CREDIT costs nothing because the next carries the limit again;
-- keeps every unacknowledged SAMPLES frame and, when the device reports a bad or out-of-order
-  frame, sends again from the sequence number the device expects (go-back-N): a frame corrupted
-  on the way in is lost, reported and recovered;
+- keeps every unacknowledged frame and, when the device reports a bad or out-of-order frame or
+  says nothing for a few measured round trips, sends it again, byte for byte, from there
+  (go-back-N): a frame corrupted on the way in is lost, reported and recovered, and never
+  re-framed, so that a duplicate can never shift the stream; on a noisy line new frames are
+  made smaller;
+- asks again for an answer (PONG, STATS, the CREDIT after RESET) that was lost on the way out;
 - notices RESULT frames lost on the way out by the gap in window indices, and reports them;
-- turns device ERROR frames into DeviceError, and never reads without a timeout.
+- refuses a HELLO of another protocol version, turns device ERROR frames into DeviceError,
+  never reads without a timeout, and gives up on a device that makes no progress.
 """
 
 from __future__ import annotations
