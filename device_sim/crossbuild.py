@@ -25,7 +25,8 @@ from device_sim.protocol import CounterUnit
 from device_sim.targets import Platform, TargetProfile
 
 FIRMWARE_DIR = Path(__file__).parent / "firmware"
-CORE_SOURCES = [FIRMWARE_DIR / name for name in ("startup.c", "fault.c")]
+CORE_SOURCES = [FIRMWARE_DIR / name
+                for name in ("startup.c", "fault.c", "systick.c", "uart.c")]
 PLATFORM_HEADER = FIRMWARE_DIR / "platform.h"
 ECHO_EXAMPLE = FIRMWARE_DIR / "examples" / "echo_main.c"
 
@@ -67,12 +68,18 @@ def target_defines(target: TargetProfile) -> dict[str, str]:
 
 def platform_defines(platform: Platform) -> dict[str, str]:
     """The platform's facts and its drivers' parameters, from the profile."""
+    fallback = {}
+    if platform.fallback_counter_unit:
+        fallback = {f"TAG_COUNTER_FALLBACK_{key.removeprefix('TAG_COUNTER_')}": value
+                    for key, value in counter_defines(platform.fallback_counter_unit,
+                                                      platform.fallback_counter_per_tick).items()}
     return {
         "TAG_EXTERNAL_IRQS": str(platform.external_irqs),
         "TAG_UART_BAUD": f"{platform.uart_baud}u",
         "TAG_UNMAPPED_ADDRESS": f"0x{platform.unmapped_address:08X}u",
         "TAG_SEMIHOSTING": str(int(platform.semihosting)),
         **counter_defines(platform.counter_unit, platform.counter_per_tick),
+        **fallback,
         **{name: f"0x{value:X}u" if isinstance(value, int) else str(value)
            for name, value in platform.defines.items()},
     }

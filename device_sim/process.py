@@ -10,13 +10,20 @@ hands back (`url`); the rest is here. A device process
 - is ended by stop(), by the context manager on success, failure or Ctrl-C, and by a finalizer
   if the object is dropped;
 - is reported when it dies (EmulatorError quoting what it printed) or is frozen (SIGSTOP).
+
+A device that is a launcher with children of its own (Renode's `renode` script runs Mono) is
+started with `whole_group=True`: the death signal reaches only the process it was set on, so a
+small watcher holds a pipe from the harness and kills the device's whole process group when the
+pipe closes, which is when the harness ends for whatever reason or stops the device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import weakref
@@ -52,6 +59,67 @@ def spawn(command: Sequence[str], **options: Any) -> subprocess.Popen[str]:
                             preexec_fn=lambda: _die_with(parent), **options)
 
 
+# The watcher of a process group: waits for end-of-file on stdin (the harness has ended or
+# stopped the device), then kills the group. Ctrl-C in the terminal is the harness's business.
+_GROUP_WATCHER = """\
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sys.stdin.buffer.read()
+try:
+    os.killpg(int(sys.argv[1]), signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
+def watch_group(pgid: int) -> subprocess.Popen[bytes]:
+    """Start the watcher that kills process group `pgid` once its stdin, a pipe only this
+    process holds, is closed (by `end_group`, or by the kernel when this process dies)."""
+    return subprocess.Popen([sys.executable, "-c", _GROUP_WATCHER, str(pgid)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def end_group(proc: subprocess.Popen[str], watcher: subprocess.Popen[bytes] | None,
+              timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM to the group of `proc` (a session leader), wait, SIGKILL what is left: also the
+    finalizer of a device started with `whole_group`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    if watcher is not None:
+        with contextlib.suppress(OSError):
+            watcher.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watcher.wait(timeout)
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """The live processes of group `pgid` and their one-letter states, from /proc."""
+    members = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in "ZX":  # a zombie has ended
+            members[int(stat.parent.name)] = fields[0]
+    return members
+
+
+def free_port() -> int:
+    """A loopback port free right now. Another process may take it before the emulator binds
+    it: the backends retry on a bind failure."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def process_state(pid: int) -> str | None:
     """The kernel's one-letter state of `pid` (R, S, T for stopped, Z ...); None if unknown."""
     try:
@@ -71,14 +139,16 @@ def end_process(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT_S) ->
             proc.wait(timeout)
 
 
-def collect_lines(stream: IO[str], lines: list[str], mark: str | None = None,
+def collect_lines(stream: IO[str], lines: list[str], mark: str | tuple[str, ...] | None = None,
                   seen=None) -> None:
-    """Reader thread: keep every line the process prints; set `seen` when `mark` appears and
-    at EOF. It owns the stream: closing it from another thread could block on the reader."""
+    """Reader thread: keep every line the process prints; set `seen` when `mark` (or one of
+    them) appears and at EOF. It owns the stream: closing it from another thread could block
+    on the reader."""
+    marks = (mark,) if isinstance(mark, str) else mark or ()
     try:
         for line in stream:
             lines.append(line.rstrip("\n"))
-            if mark is not None and mark in line and seen is not None:
+            if seen is not None and any(m in line for m in marks):
                 seen.set()
     except (OSError, ValueError):
         pass
@@ -97,6 +167,7 @@ class ProcessDevice:
         self._stderr: list[str] = []
         self._serials: list[serial.SerialBase] = []
         self._finalizer: weakref.finalize | None = None
+        self._watcher: subprocess.Popen[bytes] | None = None  # set for a `whole_group` device
 
     # -- what a subclass provides --------------------------------------------------------------
 
@@ -180,10 +251,13 @@ class ProcessDevice:
         if proc.poll() is not None:
             raise EmulatorError(f"{self.label} ended with status {proc.returncode}:\n"
                                 f"{self.stderr}")
-        if process_state(proc.pid) in ("T", "t"):
-            raise EmulatorError(f"{self.label} (pid {proc.pid}) is stopped, not running: "
-                                f"something sent it SIGSTOP or a debugger holds it; "
-                                f"`kill -CONT {proc.pid}` resumes it")
+        states = (group_members(proc.pid) if self._watcher is not None
+                  else {proc.pid: process_state(proc.pid)})
+        for pid, state in states.items():
+            if state in ("T", "t"):
+                raise EmulatorError(f"{self.label} (pid {pid}) is stopped, not running: "
+                                    f"something sent it SIGSTOP or a debugger holds it; "
+                                    f"`kill -CONT {pid}` resumes it")
 
     def _require_started(self) -> subprocess.Popen[str]:
         if self._proc is None:

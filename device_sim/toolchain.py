@@ -15,10 +15,13 @@ exists.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +32,25 @@ SETUP_HINT = "or run `bash tools/setup.sh`"
 COMPILE_TIMEOUT_S = 120.0
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+# Renode has no Debian package: it is taken from PATH, else from the folder setup.sh unpacks the
+# Mono build next to the project into (../shared/tools/renode, see its README).
+RENODE_HOME = REPOSITORY / ".renode"
+RENODE_TARBALLS = Path(os.environ.get("HARNESS_RENODE_TARBALLS")
+                       or REPOSITORY.parent / "shared" / "tools" / "renode")
+RENODE_HINT = ("install Renode's official package (the renode .deb or portable build from "
+               "https://github.com/renode/renode/releases) so that `renode` is on PATH")
+
+
 @dataclass(frozen=True)
 class Tool:
     """One tool: the name code and test markers use, the Debian package that brings it."""
 
     name: str      # a binary on PATH, or a library named after itself ("newlib")
-    package: str   # Debian package
+    package: str   # Debian package; "" when there is none (then `hint` says what to do)
     purpose: str   # what the project uses it for (README)
+    hint: str = ""
+    also_in: tuple[Path, ...] = ()  # where else to look, after PATH
 
     def find(self) -> str | None:
         """Where the tool is, or None when it is missing. A library is looked for the way
@@ -43,7 +58,11 @@ class Tool:
         if self.name in LIBRARIES:
             compiler, options = LIBRARIES[self.name]
             return _library_of(shutil.which(compiler), options)
-        return shutil.which(self.name)
+        found = shutil.which(self.name)
+        for folder in self.also_in:
+            if found is None:
+                found = next(iter(sorted(folder.glob(f"*/{self.name}"))), None)
+        return None if found is None else str(found)
 
 
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
@@ -53,6 +72,9 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("gcc", "gcc", "compiles the exported C and the firmware for the host"),
     Tool("clang", "clang", "builds the fuzz targets with AddressSanitizer and UBSan"),
     Tool("libfuzzer", "libclang-rt-14-dev", "clang's libFuzzer, for the fuzz targets"),
+    Tool("mono", "mono-complete", "runs the Mono build of Renode"),
+    Tool("renode", "", "emulates the tags' real MCUs (nRF52840, CC2538)", hint=RENODE_HINT,
+         also_in=(RENODE_HOME,)),
 )}
 
 # A library is found by asking its compiler for the file: (compiler, its arguments).
@@ -90,10 +112,35 @@ def missing(names: Iterable[str]) -> list[Tool]:
 
 
 def install_hint(tools: Iterable[Tool | str]) -> str:
-    """What a user types to get `tools`: 'apt-get install a b (or run `bash tools/setup.sh`)'."""
-    packages = dict.fromkeys(t.package if isinstance(t, Tool) else tool(t).package
-                             for t in tools)
-    return f"apt-get install {' '.join(packages)} ({SETUP_HINT})"
+    """What a user types to get `tools`: 'apt-get install a b (or run `bash tools/setup.sh`)',
+    and for a tool without a package, its own hint."""
+    chosen = [t if isinstance(t, Tool) else tool(t) for t in tools]
+    packages = " ".join(dict.fromkeys(t.package for t in chosen if t.package))
+    hints = [f"{t.name}: {t.hint}" for t in chosen if not t.package]
+    steps = ([f"apt-get install {packages}"] if packages else []) + hints
+    return f"{'; '.join(steps)} ({SETUP_HINT})"
+
+
+def unpack_renode() -> str:
+    """Make `renode` findable: nothing to do when it is on PATH or unpacked already; else unpack
+    the newest Mono build in RENODE_TARBALLS into RENODE_HOME. What was done, for setup.sh."""
+    found = tool("renode").find()
+    if found:
+        return f"renode: {found}"
+    tarballs = sorted(RENODE_TARBALLS.glob("renode-*.tar.gz"))
+    if not tarballs:
+        return f"renode: not found and no tarball in {RENODE_TARBALLS}; {RENODE_HINT}"
+    RENODE_HOME.mkdir(exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix="unpacking-", dir=RENODE_HOME))
+    with tarfile.open(tarballs[-1]) as archive:
+        try:
+            archive.extractall(partial, filter="data")
+        except TypeError:  # a Python before 3.11.4 has no extraction filters
+            archive.extractall(partial)
+    for tree in partial.iterdir():  # moved into place whole, so a killed unpack leaves no half
+        tree.rename(RENODE_HOME / tree.name)
+    shutil.rmtree(partial)
+    return f"renode: unpacked {tarballs[-1].name} into {RENODE_HOME}: {tool('renode').find()}"
 
 
 def require(name: str, *also: str) -> str:
@@ -142,19 +189,24 @@ def compile_host(sources: Sequence[Path], output: Path, include_dirs: Sequence[P
 
 def markdown_table() -> str:
     lines = ["| tool | Debian package | used to |", "|---|---|---|"]
-    lines += [f"| `{t.name}` | `{t.package}` | {t.purpose} |" for t in TOOLS.values()]
+    lines += [f"| `{t.name}` | {f'`{t.package}`' if t.package else t.hint} | {t.purpose} |"
+              for t in TOOLS.values()]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["packages"]:
         tools = missing(TOOLS) if "--missing" in argv[1:] else list(TOOLS.values())
-        print(" ".join(dict.fromkeys(t.package for t in tools)))
+        print(" ".join(dict.fromkeys(t.package for t in tools if t.package)))
         return 0
     if argv == ["table"]:
         print(markdown_table())
         return 0
-    print("usage: python3 -m device_sim.toolchain packages [--missing] | table", file=sys.stderr)
+    if argv == ["unpack-renode"]:
+        print(unpack_renode())
+        return 0
+    print("usage: python3 -m device_sim.toolchain packages [--missing] | table | unpack-renode",
+          file=sys.stderr)
     return 2
 
 

@@ -28,7 +28,7 @@ from device_sim.targets import TargetProfile
 from harness.errors import ReportError, ThresholdError
 from models.metrics import classification_metrics
 
-SCHEMA_VERSION = 1  # of report.json; bump when a field changes meaning or goes away
+SCHEMA_VERSION = 2  # of report.json; bump when a field changes meaning or goes away
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class DeviceRun:
 
     variant: str  # "q16", "q8" or "f32"
     backend: str
+    platform: str  # what the firmware was built for: a profile's platform, or "host"
     counter_unit: str
     class_index: list[int | None]
     logits: list[np.ndarray | None]
@@ -155,6 +156,7 @@ class RunReport:
 
     target: str
     backend: str
+    platform: str
     variant: str
     counter_unit: str
     realtime: bool
@@ -319,7 +321,7 @@ def evaluate(run: DeviceRun, profile: TargetProfile, labels: np.ndarray, n_class
     memory, memory_failures = check_memory(run, profile)
     failures = [*exact_failures, *agreement_failures, *latency_failures, *memory_failures]
     return RunReport(
-        target=profile.name, backend=run.backend, variant=run.variant,
+        target=profile.name, backend=run.backend, platform=run.platform, variant=run.variant,
         counter_unit=run.counter_unit, realtime=run.realtime,
         windows=agreement.windows, missed_windows=agreement.missed_windows,
         int_exact_fraction=exactness.int_exact_fraction,
@@ -363,7 +365,7 @@ def format_report(report: RunReport) -> str:
                  ("RAM static + stack peak / budget",
                   f"{kb(mem.ram_static)} + {kb(mem.stack_peak)} / {kb(mem.ram_budget)}")]
     rows.append(("windows per second", f"{report.windows_per_second}"))
-    title = (f"{report.target} on {report.backend}, {report.variant}"
+    title = (f"{report.target} on {report.backend} ({report.platform}), {report.variant}"
              f"{' (real time)' if report.realtime else ''}")
     width = max(len(name) for name, _ in rows)
     lines = [title, "-" * len(title)]

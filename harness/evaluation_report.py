@@ -144,6 +144,8 @@ def targets_markdown(targets: dict[str, Any]) -> str:
             f"{_bytes(r['flash'], r['flash_limit'])} | {_bytes(r['ram_static'], r['ram_limit'])} "
             f"| {_bytes(r['stack_peak'])} | {'yes' if r['deadline_holds'] else 'NO'} | {exact} | "
             f"{'yes' if r['passed'] else 'no (' + ', '.join(_checks(r['failures'])) + ')'} |")
+    lines += [f"\nNot run: {entry['device']}, which needs {entry['needs']}"
+              for entry in targets.get("left_out", [])]
     return "\n".join(lines)
 
 

@@ -117,7 +117,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
 
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
-                              DeviceOptions(port=options.port, timeout=options.timeout))
+                              DeviceOptions(port=options.port, timeout=options.timeout,
+                                            realtime=options.realtime))
     results: list[WindowResult | None] = []
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
@@ -143,7 +144,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         link = asdict(session.link) | {"injected_faults": session.injected_faults}
 
     device_run = DeviceRun(
-        variant=options.variant, backend=options.backend, counter_unit=info.counter_unit,
+        variant=options.variant, backend=options.backend,
+        platform=prepared.firmware.platform, counter_unit=info.counter_unit,
         class_index=[r.class_index if r else None for r in results],
         logits=[r.logits if r else None for r in results],
         latency=[r.latency if r else None for r in results],

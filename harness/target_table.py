@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device_sim import toolchain
 from device_sim.backends import registry
 from device_sim.errors import FramingMismatchError
 from device_sim.model_sources import VARIANTS
@@ -67,6 +68,20 @@ def devices(run_target: str) -> tuple[Device, ...]:
     return tuple(rows)
 
 
+def left_out(run_target: str) -> list[dict[str, str]]:
+    """The devices of `devices` whose backend's tools are not installed here, and why: they
+    are not run, and the table says so rather than leave them out silently."""
+    backends = registry()
+    out = []
+    for device in devices(run_target):
+        absent = toolchain.missing(backends[device.backend].tools)
+        if absent:
+            out.append({"device": device.name,
+                        "needs": f"{', '.join(t.name for t in absent)}: "
+                                 f"{toolchain.install_hint(absent)}"})
+    return out
+
+
 def retarget(run_dir: Path, profile: TargetProfile) -> Path:
     """`run_dir` itself if it is framed for `profile`, else a copy framed for it, under
     RUN_DIR/retargeted/<target>/: same weights and C, held-out recording resampled."""
@@ -106,8 +121,12 @@ def compare_targets(run_dir: Path, variants: tuple[str, ...] = VARIANTS,
     if not run.c_dir(variants[0]).is_dir():
         export_run(run_dir)
     rows = []
+    run_target = run.framing().target or DEFAULT_TARGET
+    absent = {entry["device"] for entry in left_out(run_target)}
     for variant in variants:
-        for device in devices(run.framing().target or DEFAULT_TARGET):
+        for device in devices(run_target):
+            if device.name in absent:
+                continue
             profile = load_target(device.target)
             target_dir = retarget(run_dir, profile)
             windows = float_windows if variant == "f32" else max_windows
@@ -165,6 +184,9 @@ def targets_table(directory: Path, fold: str | None = None, **options: Any) -> d
     fold, runs = student_runs(directory, fold)
     rows = [{"student": kind} | row for kind, run_dir in runs.items()
             for row in compare_targets(run_dir, **options)]
-    table = {"fold": fold, "rows": rows}
+    run_targets = {RunDirectory(run_dir).framing().target or DEFAULT_TARGET
+                   for run_dir in runs.values()}
+    table = {"fold": fold, "rows": rows,
+             "left_out": [entry for target in sorted(run_targets) for entry in left_out(target)]}
     write_json(directory / "targets.json", table)
     return table

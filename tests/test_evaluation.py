@@ -242,7 +242,7 @@ def test_a_run_retargets_to_a_sensor_of_another_rate(evaluation_dir, tmp_path):
 
 
 @pytest.mark.hil(backend="qemu")
-@pytest.mark.requires("gcc")  # the host row runs the native build
+@pytest.mark.requires("gcc", "mono", "renode")  # the host and Renode rows
 def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_path):
     out = tmp_path / "loao"
     shutil.copytree(evaluation_dir, out)
@@ -254,12 +254,14 @@ def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_pa
     for row in rows:
         report = json.loads(Path(row["report"]).read_text())
         assert row["latency_p50"] == report["latency"]["p50"]
-        assert report["schema_version"] == 1
+        assert report["schema_version"] == 2
         assert row["int_exact_fraction"] == 1.0
-        on_tag = row["backend"] == "qemu"
+        on_tag = row["backend"] in ("qemu", "renode")
         assert row["latency_unit"] == ("instructions" if on_tag else "nanoseconds")
         assert (row["flash"] is not None) == on_tag
         assert row["deadline_holds"] == (row["share_of_deadline"] <= 1.0)
+    assert table["left_out"] == []
+    assert {r["backend"] for r in rows} == {"native", "qemu", "renode"}
     collar = [r for r in rows if r["target"] == "collar"]
     assert all("retargeted/collar" in r["report"] for r in collar)
     page = write_report(out).read_text()

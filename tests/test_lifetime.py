@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.process import process_state
+from device_sim.process import group_members, process_state
 from harness.errors import EmulatorError
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
@@ -25,34 +25,57 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 DEADLINE_S = 90.0  # a firmware build and a device start, on a busy 2-core machine
 POLL_S = 0.05
 ON_QEMU = pytest.mark.hil(backend="qemu")
+ON_RENODE = pytest.mark.hil(backend="renode")
 NATIVE = pytest.mark.requires("gcc")
 
 
-def children(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of every live process whose parent is `pid`."""
+def runs(pid: int, program: str) -> bool:
+    """Whether process `pid` runs `program`: its file name (or a script's, after bash or mono)
+    ends with it. The compiler building the device is not the device."""
+    try:
+        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    names = [Path(arg.decode()).name for arg in argv[:2] if arg]
+    return any(name.endswith(program) for name in names)
+
+
+def children(pid: int) -> list[int]:
+    """Every live process whose parent is `pid`."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         if int(fields[1]) == pid and fields[0] not in "ZX":
-            found.append((int(stat.parent.name), cmdline))
+            found.append(int(stat.parent.name))
     return found
 
 
-def wait_for_device(harness: subprocess.Popen, marker: str) -> int:
-    """The pid of the harness's child whose command line holds `marker`, once it runs."""
+def wait_for_device(harness: subprocess.Popen, program: str) -> int:
+    """The pid of the harness's child running `program`, once it runs."""
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         if harness.poll() is not None:
             raise AssertionError(f"the harness ended first: {harness.communicate()}")
-        for pid, cmdline in children(harness.pid):
-            if marker in cmdline:
+        for pid in children(harness.pid):
+            if runs(pid, program):
                 return pid
         time.sleep(POLL_S)  # polling a condition with a deadline
-    raise AssertionError(f"no device process {marker!r} within {DEADLINE_S} s")
+    raise AssertionError(f"no device process {program!r} within {DEADLINE_S} s")
+
+
+def wait_for_member(pgid: int, program: str) -> int:
+    """The pid of the process of group `pgid` running `program` (Renode's Mono under its
+    launcher script; the device itself for the others), once it runs."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        for pid in group_members(pgid):
+            if runs(pid, program):
+                return pid
+        time.sleep(POLL_S)  # polling a condition with a deadline
+    raise AssertionError(f"no process {program!r} in group {pgid} within {DEADLINE_S} s")
 
 
 def gone(pid: int, within: float = 15.0) -> bool:
@@ -70,19 +93,21 @@ def harness(repository: Path, *argv: str) -> subprocess.Popen:
 
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
-BACKENDS = [pytest.param("qemu", "qemu-system-arm", marks=ON_QEMU, id="qemu"),
-            pytest.param("native", "_native", marks=NATIVE, id="native")]
+# (backend, the harness's child, the process that emulates, in the child's process group)
+BACKENDS = [pytest.param("qemu", "qemu-system-arm", "qemu-system-arm", marks=ON_QEMU, id="qemu"),
+            pytest.param("native", "_native", "_native", marks=NATIVE, id="native"),
+            pytest.param("renode", "renode", "Renode.exe", marks=ON_RENODE, id="renode")]
 
 
 @pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
-@pytest.mark.parametrize(("backend", "marker"), BACKENDS)
+@pytest.mark.parametrize(("backend", "marker", "emulator"), BACKENDS)
 @pytest.mark.parametrize("signum", SIGNALS, ids=[s.name for s in SIGNALS])
 def test_harness_run_takes_its_device_with_it(repository, hil_run_dir, tmp_path, backend,
-                                              marker, signum):
+                                              marker, emulator, signum):
     run = harness(repository, "run", str(hil_run_dir), "--target", "eartag", "--backend",
                   backend, "--realtime", "--report", str(tmp_path))
     try:
-        device = wait_for_device(run, marker)
+        device = wait_for_member(wait_for_device(run, marker), emulator)
         os.kill(run.pid, signum)
         status = run.wait(timeout=DEADLINE_S)
         assert gone(device), f"{backend} device {device} outlived `harness run` ({signum.name})"
@@ -91,6 +116,28 @@ def test_harness_run_takes_its_device_with_it(repository, hil_run_dir, tmp_path,
         run.communicate()
     assert status == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signum]
     assert not (tmp_path / "report.json").exists()  # an interrupted run reports nothing
+
+
+@pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
+@pytest.mark.parametrize(("backend", "marker", "emulator"), BACKENDS)
+def test_a_killed_harness_takes_even_a_frozen_device_with_it(repository, hil_run_dir, tmp_path,
+                                                             backend, marker, emulator):
+    """A stopped device reads nothing, so only a signal from outside can end it: the death
+    signal, or for Renode (whose monitor would also quit on end-of-file) the group's watcher."""
+    run = harness(repository, "run", str(hil_run_dir), "--target", "eartag", "--backend",
+                  backend, "--realtime", "--report", str(tmp_path))
+    device = None
+    try:
+        device = wait_for_member(wait_for_device(run, marker), emulator)
+        os.kill(device, signal.SIGSTOP)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=DEADLINE_S)
+        assert gone(device), f"a frozen {backend} device {device} outlived `harness run`"
+    finally:
+        run.kill()
+        run.communicate()
+        if device is not None and not gone(device, within=0):
+            os.kill(device, signal.SIGKILL)
 
 
 @ON_QEMU
@@ -143,9 +190,9 @@ def test_a_killed_pytest_session_takes_its_device_with_it(repository, hil_run_di
 @pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
 def test_a_frozen_device_is_a_clear_error_when_the_read_times_out(dut):
     dut.session.timeout = 1.0
-    os.kill(dut.device.pid, signal.SIGSTOP)
+    os.killpg(dut.device.pid, signal.SIGSTOP)  # the device's group: Renode's Mono too
     try:
         with pytest.raises(EmulatorError, match=r"is stopped, not running.*kill -CONT"):
             dut.session.ping()
     finally:
-        os.kill(dut.device.pid, signal.SIGCONT)
+        os.killpg(dut.device.pid, signal.SIGCONT)

@@ -67,7 +67,8 @@ def test_without_it_the_backend_is_unknown():
 def test_the_emulated_targets_come_from_the_profiles():
     rows = [(d.name, d.backend, d.target) for d in devices("collar")]
     assert rows == [("host CPU", "native", "collar"), ("collar (QEMU)", "qemu", "collar"),
-                    ("ear tag (QEMU)", "qemu", "eartag")]
+                    ("collar (Renode)", "renode", "collar"), ("ear tag (QEMU)", "qemu", "eartag"),
+                    ("ear tag (Renode)", "renode", "eartag")]
 
 
 def test_every_backend_needs_tools_the_table_knows():
@@ -123,11 +124,11 @@ def test_a_profile_that_names_a_missing_platform_or_driver_says_so(profiles):
     with pytest.raises(TargetProfileError, match=r"qemu = 'mps2-an999'.*no \[platforms"):
         targets.load_target("collar")
     board = targets.load_target("smalltag")
-    with pytest.raises(TargetProfileError, match="names no platform for backend 'renode'"):
-        board.platform_for("renode")
+    with pytest.raises(TargetProfileError, match="names no platform for backend 'jlink'"):
+        board.platform_for("jlink")
     platform = board.platform_for("qemu")
-    with pytest.raises(TargetProfileError, match=r"uart_pl011\.c, which is not in"):
-        crossbuild.platform_sources(dataclasses.replace(platform, uart="pl011"))
+    with pytest.raises(TargetProfileError, match=r"uart_ns16550\.c, which is not in"):
+        crossbuild.platform_sources(dataclasses.replace(platform, uart="ns16550"))
 
 
 def test_a_profile_with_an_unknown_key_is_refused(profiles):

@@ -21,6 +21,8 @@ python3 -m venv --help >/dev/null 2>&1 || bootstrap+=(python3-venv)
 
 read -r -a need_apt <<< "$(python3 -m device_sim.toolchain packages --missing)"
 [ ${#need_apt[@]} -eq 0 ] || apt_install "${need_apt[@]}"
+# Renode has no Debian package: from PATH, else the Mono build next to the project, unpacked once.
+python3 -m device_sim.toolchain unpack-renode >&2
 still_missing="$(python3 -m device_sim.toolchain packages --missing)"
 if [ -n "$still_missing" ]; then
     echo "setup: still missing after apt-get: $still_missing" >&2

@@ -55,15 +55,18 @@ class DeviceOptions:
 
     port: str | None = None  # where a physical device is attached
     timeout: float = 10.0    # longest wait for the device to start or answer
+    realtime: bool = False   # an emulator's time follows the wall clock (Renode)
 
 
 @dataclass(frozen=True)
 class Firmware:
-    """What a backend built and runs: its path, its memory (from the ELF) and its UART speed."""
+    """What a backend built and runs: its path, its memory (from the ELF), its UART speed and
+    the platform it was built for."""
 
     path: Path
     memory: dict[str, int] | None  # None for host programs
     baudrate: int | None           # None where the link is not a UART (pty, TCP)
+    platform: str                  # a target profile's platform name, or "host"
 
 
 class Backend(abc.ABC):
@@ -82,7 +85,7 @@ class Backend(abc.ABC):
         """The firmware this backend runs: by default the Arm ELF for the target's platform."""
         platform = target.platform_for(self.name)
         elf = build_model_firmware(model, target, platform, out_dir, test_hooks=test_hooks)
-        return Firmware(elf, elf_memory(elf), platform.uart_baud)
+        return Firmware(elf, elf_memory(elf), platform.uart_baud, platform.name)
 
     @abc.abstractmethod
     def device(self, firmware: Firmware, target: TargetProfile,

@@ -132,7 +132,8 @@ class NativeBackend(Backend):
 
     def build(self, model: ModelSources, target: TargetProfile, out_dir: Path, *,
               test_hooks: bool = False) -> Firmware:
-        return Firmware(build_native(model, target, out_dir, test_hooks=test_hooks), None, None)
+        return Firmware(build_native(model, target, out_dir, test_hooks=test_hooks), None, None,
+                        "host")
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> NativeDevice:

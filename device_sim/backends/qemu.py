@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import threading
 import weakref
@@ -26,21 +25,13 @@ from pathlib import Path
 from device_sim import toolchain
 from device_sim.backends import Backend, DeviceOptions, Firmware
 from device_sim.errors import EmulatorError, ToolchainError
-from device_sim.process import ProcessDevice, collect_lines, end_process, spawn
+from device_sim.process import ProcessDevice, collect_lines, end_process, free_port, spawn
 from device_sim.targets import TargetProfile, load_target
 
 QEMU = "qemu-system-arm"
 LISTENING_MARK = "waiting for connection"
 BIND_FAILURE_MARKS = ("Address already in use", "Failed to bind")
 START_ATTEMPTS = 5
-
-
-def _free_port() -> int:
-    """A loopback port free right now. Another process may take it before QEMU binds it; start()
-    retries on a bind failure."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class QemuDevice(ProcessDevice):
@@ -86,7 +77,7 @@ class QemuDevice(ProcessDevice):
             raise EmulatorError(f"firmware {self.elf} does not exist")
         try:
             for _ in range(START_ATTEMPTS):
-                port = _free_port()
+                port = free_port()
                 if self._launch(port):
                     self.port = port
                     return self

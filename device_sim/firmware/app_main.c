@@ -73,7 +73,6 @@
 /* ---- what HELLO announces --------------------------------------------------------------- */
 
 /* The platform's counter unit (platform.h) as a HELLO.counter_unit value. */
-#define APP_COUNTER_UNIT TAG_COUNTER_UNIT_ID
 
 #if TAG_MODEL_LOGIT_FLOAT
 #define APP_LOGIT_TYPE TAG_LOGIT_FLOAT32
@@ -183,7 +182,7 @@ static void app_send_hello(app_t *app)
     m.window = (uint16_t)TAG_MODEL_WINDOW;
     m.hop = (uint16_t)(TAG_HOP);
     m.clock_hz = (uint32_t)(TAG_CLOCK_HZ);
-    m.counter_unit = (uint8_t)APP_COUNTER_UNIT;
+    m.counter_unit = tag_counter_unit();
     m.n_classes = (uint8_t)TAG_MODEL_CLASSES;
     m.logit_type = (uint8_t)APP_LOGIT_TYPE;
     m.logit_frac = (int8_t)APP_LOGIT_FRAC;

@@ -22,9 +22,10 @@
 
 /* ---- UART to the host ---- */
 
-/* One driver per platform (uart_<name>.c, named by the target profile's platform); its base
- * address, clock and TAG_UART_BAUD come from the profile as -D definitions. Polled, no
- * interrupts, no buffering: the host side of the wire protocol does flow control. */
+/* One driver per platform (uart_<name>.c, named by the target profile's platform: init, write,
+ * available, getc; putc and puts are uart.c's, over write); its base address, clock and
+ * TAG_UART_BAUD come from the profile as -D definitions. Polled, no interrupts, no buffering:
+ * the host side of the wire protocol does flow control. */
 void tag_uart_init(void);
 void tag_uart_putc(uint8_t byte);                  /* blocks while the TX buffer is full */
 void tag_uart_write(const uint8_t *data, uint32_t len);
@@ -37,11 +38,13 @@ int tag_uart_getc(void);                           /* next byte 0..255, or -1 if
 /*
  * One driver per platform (counter_<name>.c: systick, dwt; platform_host.c on the host). Its
  * unit comes from the target profile's platform: "instructions" under an emulator that counts
- * them (QEMU -icount shift=0), "cycles" on silicon (DWT->CYCCNT), "nanoseconds" on the host.
- * Every figure carries its unit: never call instructions cycles.
+ * them (QEMU -icount shift=0, Renode), "cycles" on silicon (DWT->CYCCNT), "nanoseconds" on the
+ * host. Every figure carries its unit: never call instructions cycles.
  *   TAG_COUNTER_UNIT     the unit as text (e.g. "instructions")
  *   TAG_COUNTER_UNIT_ID  the same as a HELLO.counter_unit value (messages.toml)
  *   TAG_COUNTER_SCALE    units per hardware tick (40 instructions per SysTick tick on mps2)
+ *   TAG_COUNTER_FALLBACK_UNIT_ID, TAG_COUNTER_FALLBACK_SCALE  counter_dwt.c only: what SysTick
+ *                        counts where the core has no DWT (an emulator)
  */
 typedef uint64_t tag_count_t;
 
@@ -50,6 +53,7 @@ typedef uint64_t tag_count_t;
 #endif
 
 void tag_counter_start(void);                      /* starts the counter; safe to call again */
+uint8_t tag_counter_unit(void);                    /* HELLO.counter_unit of what it counts */
 tag_count_t tag_counter_now(void);                 /* in TAG_COUNTER_UNIT since start */
 tag_count_t tag_counter_elapsed(tag_count_t since); /* now - since, in TAG_COUNTER_UNIT */
 void tag_counter_sync(void);                       /* wait for the next counter edge */
@@ -58,6 +62,11 @@ void tag_counter_sync(void);                       /* wait for the next counter 
  * code takes fewer than 2^24 ticks. Returns the previous state for tag_irq_restore. */
 uint32_t tag_irq_mask(void);
 void tag_irq_restore(uint32_t state);
+
+/* SysTick as a 56-bit tick count on the processor clock (systick.c, every Cortex-M). */
+void tag_systick_start(void);
+uint64_t tag_systick_ticks(void);
+void tag_systick_sync(void);                       /* wait for the next tick edge */
 
 /* ---- stack (painted at reset, reserved at the top of RAM by the linker script) ---- */
 

@@ -26,6 +26,9 @@ void tag_fault_entry(void);    /* fault.c: HardFault, MemManage, BusFault, Usage
 #define SHCSR_BUSFAULTENA (1u << 17)
 #define SHCSR_USGFAULTENA (1u << 18)
 
+/* Vector Table Offset Register: where exceptions find their handlers. */
+#define SCB_VTOR (*(volatile uint32_t *)0xE000ED08u)
+
 /* Coprocessor Access Control Register: CP10/CP11 full access turns the FPU on. */
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 #define CPACR_CP10_CP11_FULL (0xFu << 20)
@@ -89,6 +92,9 @@ static void paint_stack(void)
 
 void Reset_Handler(void)
 {
+    /* A boot ROM (the CC2538's) or a bootloader may have pointed VTOR elsewhere; the linker
+     * script puts this table at the start of flash, aligned as VTOR requires. */
+    SCB_VTOR = (uint32_t)(uintptr_t)tag_vectors;
     enable_fpu();
 
     const uint32_t *src = &__data_load;

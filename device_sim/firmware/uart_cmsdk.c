@@ -36,24 +36,12 @@ void tag_uart_init(void)
     UART->CTRL = CTRL_TX_EN | CTRL_RX_EN;
 }
 
-void tag_uart_putc(uint8_t byte)
-{
-    while (UART->STATE & STATE_TX_FULL) {
-    }
-    UART->DATA = byte;
-}
-
 void tag_uart_write(const uint8_t *data, uint32_t len)
 {
     for (uint32_t i = 0; i < len; ++i) {
-        tag_uart_putc(data[i]);
-    }
-}
-
-void tag_uart_puts(const char *text)
-{
-    while (*text != '\0') {
-        tag_uart_putc((uint8_t)*text++);
+        while (UART->STATE & STATE_TX_FULL) {
+        }
+        UART->DATA = data[i];
     }
 }
 

@@ -60,6 +60,10 @@ class Platform:
     unmapped_address: int   # nothing is mapped here: a load is a precise BusFault
     semihosting: bool       # tag_exit() by semihosting (emulators); else it parks the core
     defines: Mapping[str, int | str] = field(default_factory=dict)  # the drivers' parameters
+    # counter "dwt" only: what it counts where the core has no DWT (an emulator), per tick
+    fallback_counter_unit: str = ""
+    fallback_counter_per_tick: int = 0
+    emulator_uart: str = ""  # the emulator's name of the UART the firmware uses (Renode's)
 
 
 @dataclass(frozen=True)

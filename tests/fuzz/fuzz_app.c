@@ -90,6 +90,11 @@ void tag_counter_start(void)
 {
 }
 
+uint8_t tag_counter_unit(void)
+{
+    return (uint8_t)(TAG_COUNTER_UNIT_ID);
+}
+
 tag_count_t tag_counter_now(void)
 {
     return board.now;

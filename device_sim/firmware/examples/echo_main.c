@@ -69,6 +69,17 @@ __attribute__((noinline)) static void busy_loop(uint32_t iterations)
     }
 }
 
+/* The unit the counter counts in: counter_dwt.c decides at boot (cycles, or its fallback). */
+static const char *counter_unit_text(void)
+{
+#ifdef TAG_COUNTER_FALLBACK_UNIT
+    if (tag_counter_unit() != (uint8_t)(TAG_COUNTER_UNIT_ID)) {
+        return TAG_COUNTER_FALLBACK_UNIT;
+    }
+#endif
+    return TAG_COUNTER_UNIT;
+}
+
 static void report_count(void)
 {
     tag_counter_sync();
@@ -77,7 +88,9 @@ static void report_count(void)
     tag_count_t elapsed = tag_counter_elapsed(start);
     tag_uart_puts("COUNT ");
     put_u32((uint32_t)elapsed);
-    tag_uart_puts(" " TAG_COUNTER_UNIT "\r\n");
+    tag_uart_putc(' ');
+    tag_uart_puts(counter_unit_text());
+    tag_uart_puts("\r\n");
 }
 
 static void report_stack(void)
@@ -116,7 +129,9 @@ int main(void)
 {
     tag_uart_init();
     tag_counter_start();
-    tag_uart_puts("BOOT echo target=" TAG_TARGET_NAME " unit=" TAG_COUNTER_UNIT "\r\n");
+    tag_uart_puts("BOOT echo target=" TAG_TARGET_NAME " unit=");
+    tag_uart_puts(counter_unit_text());
+    tag_uart_puts("\r\n");
 
     for (;;) {
         int c = tag_uart_getc();
