@@ -58,8 +58,8 @@ tag_count_t tag_counter_now(void);                 /* in TAG_COUNTER_UNIT since 
 tag_count_t tag_counter_elapsed(tag_count_t since); /* now - since, in TAG_COUNTER_UNIT */
 void tag_counter_sync(void);                       /* wait for the next counter edge */
 /* Interrupts off around a measurement, so that no handler's instructions are counted in it
- * (the SysTick wrap then only pends and is counted on the next read). Exact while the measured
- * code takes fewer than 2^24 ticks. Returns the previous state for tag_irq_restore. */
+ * (a SysTick wrap then only sets COUNTFLAG, and the next read counts it). Exact while the
+ * measured code takes fewer than 2^24 ticks. Returns the previous state for tag_irq_restore. */
 uint32_t tag_irq_mask(void);
 void tag_irq_restore(uint32_t state);
 
