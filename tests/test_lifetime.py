@@ -97,6 +97,7 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 BACKENDS = [pytest.param("qemu", "qemu-system-arm", "qemu-system-arm", marks=ON_QEMU, id="qemu"),
             pytest.param("native", "_native", "_native", marks=NATIVE, id="native"),
             pytest.param("renode", "renode", "Renode.exe", marks=ON_RENODE, id="renode")]
+EMULATORS = [p for p in BACKENDS if p.id != "native"]
 
 
 @pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
@@ -167,20 +168,21 @@ def test_holds_a_device(dut):
 """
 
 
-@ON_QEMU
 @pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
-def test_a_killed_pytest_session_takes_its_device_with_it(repository, hil_run_dir, tmp_path):
+@pytest.mark.parametrize(("backend", "marker", "emulator"), EMULATORS)
+def test_a_killed_pytest_session_takes_its_device_with_it(repository, hil_run_dir, tmp_path,
+                                                          backend, marker, emulator):
     (tmp_path / "test_victim.py").write_text(VICTIM)
     session = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-         f"--rootdir={tmp_path}", "--hil-target", "eartag", "--hil-backend", "qemu",
+         f"--rootdir={tmp_path}", "--hil-target", "eartag", "--hil-backend", backend,
          "--hil-run-dir", str(hil_run_dir), str(tmp_path / "test_victim.py")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        device = wait_for_device(session, "qemu-system-arm")
+        device = wait_for_member(wait_for_device(session, marker), emulator)
         os.kill(session.pid, signal.SIGKILL)
         session.wait(timeout=DEADLINE_S)
-        assert gone(device), "QEMU outlived a killed pytest session"
+        assert gone(device), f"{backend} outlived a killed pytest session"
     finally:
         session.kill()
         session.communicate()
