@@ -11,10 +11,11 @@ hands back (`url`); the rest is here. A device process
   if the object is dropped;
 - is reported when it dies (EmulatorError quoting what it printed) or is frozen (SIGSTOP).
 
-A device that is a launcher with children of its own (Renode's `renode` script runs Mono) is
-started with `whole_group=True`: the death signal reaches only the process it was set on, so a
-small watcher holds a pipe from the harness and kills the device's whole process group when the
-pipe closes, which is when the harness ends for whatever reason or stops the device.
+A device that is a launcher with children of its own (Renode's `renode` script runs Mono) gets
+a watcher too (`watch_group`, kept in `_watcher`): the death signal reaches only the process it
+was set on, so the watcher holds a pipe from the harness and kills the device's whole process
+group when the pipe closes, which is when the harness ends for whatever reason or stops the
+device. stop() and check_alive() then treat the group as the device.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def watch_group(pgid: int) -> subprocess.Popen[bytes]:
 def end_group(proc: subprocess.Popen[str], watcher: subprocess.Popen[bytes] | None,
               timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM to the group of `proc` (a session leader), wait, SIGKILL what is left: also the
-    finalizer of a device started with `whole_group`."""
+    finalizer of a device that has a group watcher."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -167,7 +168,7 @@ class ProcessDevice:
         self._stderr: list[str] = []
         self._serials: list[serial.SerialBase] = []
         self._finalizer: weakref.finalize | None = None
-        self._watcher: subprocess.Popen[bytes] | None = None  # set for a `whole_group` device
+        self._watcher: subprocess.Popen[bytes] | None = None  # set for a device with children
 
     # -- what a subclass provides --------------------------------------------------------------
 
@@ -184,7 +185,9 @@ class ProcessDevice:
         raise NotImplementedError
 
     def _end(self, timeout: float) -> None:
-        if self._proc is not None:
+        if self._proc is not None and self._watcher is not None:
+            end_group(self._proc, self._watcher, timeout)
+        elif self._proc is not None:
             end_process(self._proc, timeout)
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ checks that the device is gone. Waits poll a condition against a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -93,6 +94,8 @@ def harness(repository: Path, *argv: str) -> subprocess.Popen:
 
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+# How `harness run` ends: each signal, and SIGKILL while its device is frozen.
+ENDINGS = [(signum, False) for signum in SIGNALS] + [(signal.SIGKILL, True)]
 # (backend, the harness's child, the process that emulates, in the child's process group)
 BACKENDS = [pytest.param("qemu", "qemu-system-arm", "qemu-system-arm", marks=ON_QEMU, id="qemu"),
             pytest.param("native", "_native", "_native", marks=NATIVE, id="native"),
@@ -102,43 +105,32 @@ EMULATORS = [p for p in BACKENDS if p.id != "native"]
 
 @pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
 @pytest.mark.parametrize(("backend", "marker", "emulator"), BACKENDS)
-@pytest.mark.parametrize("signum", SIGNALS, ids=[s.name for s in SIGNALS])
+@pytest.mark.parametrize(("signum", "frozen"), ENDINGS,
+                         ids=[f"{s.name}{'-frozen' if f else ''}" for s, f in ENDINGS])
 def test_harness_run_takes_its_device_with_it(repository, hil_run_dir, tmp_path, backend,
-                                              marker, emulator, signum):
-    run = harness(repository, "run", str(hil_run_dir), "--target", "eartag", "--backend",
-                  backend, "--realtime", "--report", str(tmp_path))
-    try:
-        device = wait_for_member(wait_for_device(run, marker), emulator)
-        os.kill(run.pid, signum)
-        status = run.wait(timeout=DEADLINE_S)
-        assert gone(device), f"{backend} device {device} outlived `harness run` ({signum.name})"
-    finally:
-        run.kill()
-        run.communicate()
-    assert status == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signum]
-    assert not (tmp_path / "report.json").exists()  # an interrupted run reports nothing
-
-
-@pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
-@pytest.mark.parametrize(("backend", "marker", "emulator"), BACKENDS)
-def test_a_killed_harness_takes_even_a_frozen_device_with_it(repository, hil_run_dir, tmp_path,
-                                                             backend, marker, emulator):
-    """A stopped device reads nothing, so only a signal from outside can end it: the death
-    signal, or for Renode (whose monitor would also quit on end-of-file) the group's watcher."""
+                                              marker, emulator, signum, frozen):
+    """A frozen device (SIGSTOP) reads nothing, so only a signal from outside can end it: the
+    death signal, or for Renode (whose monitor would also quit on end-of-file) the group's
+    watcher."""
     run = harness(repository, "run", str(hil_run_dir), "--target", "eartag", "--backend",
                   backend, "--realtime", "--report", str(tmp_path))
     device = None
     try:
         device = wait_for_member(wait_for_device(run, marker), emulator)
-        os.kill(device, signal.SIGSTOP)
-        os.kill(run.pid, signal.SIGKILL)
-        run.wait(timeout=DEADLINE_S)
-        assert gone(device), f"a frozen {backend} device {device} outlived `harness run`"
+        if frozen:
+            os.kill(device, signal.SIGSTOP)
+        os.kill(run.pid, signum)
+        status = run.wait(timeout=DEADLINE_S)
+        assert gone(device), (f"{'a frozen ' if frozen else ''}{backend} device {device} "
+                              f"outlived `harness run` ({signum.name})")
     finally:
         run.kill()
         run.communicate()
-        if device is not None and not gone(device, within=0):
-            os.kill(device, signal.SIGKILL)
+        if device is not None:
+            with contextlib.suppress(ProcessLookupError):  # a device that outlived the test
+                os.kill(device, signal.SIGKILL)
+    assert status == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signum]
+    assert not (tmp_path / "report.json").exists()  # an interrupted run reports nothing
 
 
 @ON_QEMU

@@ -63,8 +63,7 @@ def platform_description(target: TargetProfile, platform: Platform) -> str:
                             "whole number of MHz, which Renode's PerformanceInMips needs")
     # SysTick, where the firmware counts it, ticks once per `per_tick` instructions: measured
     # code must take fewer than 2^24 ticks (platform.h), so one tick per instruction is too fine.
-    per_tick = (platform.fallback_counter_per_tick if platform.counter == "dwt"
-                else platform.counter_per_tick)
+    per_tick = platform.systick_per_tick
     # Renode's timers run at whole multiples or divisors of 1 MHz only (it rounds any other
     # rate and says "Set frequency differs from intended").
     systick_hz = target.clock_hz / per_tick if per_tick > 0 else 0.0
@@ -187,10 +186,6 @@ class RenodeDevice(ProcessDevice):
             raise EmulatorError(f"Renode failed to start {self.elf.name} on "
                                 f"{self.platform.machine} (status {proc.returncode}):\n{text}")
         return True
-
-    def _end(self, timeout: float) -> None:
-        if self._proc is not None:
-            end_group(self._proc, self._watcher, timeout)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         super().stop(timeout)

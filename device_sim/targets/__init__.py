@@ -65,6 +65,12 @@ class Platform:
     fallback_counter_per_tick: int = 0
     emulator_uart: str = ""  # the emulator's name of the UART the firmware uses (Renode's)
 
+    @property
+    def systick_per_tick(self) -> int:
+        """Counter units per SysTick tick where the firmware counts SysTick: the counter's own
+        for "systick", the fallback's for "dwt" (on a core without DWT)."""
+        return self.fallback_counter_per_tick if self.counter == "dwt" else self.counter_per_tick
+
 
 @dataclass(frozen=True)
 class TargetProfile:
