@@ -28,7 +28,8 @@ from device_sim.targets import TargetProfile
 from harness.errors import ReportError, ThresholdError
 from models.metrics import classification_metrics
 
-SCHEMA_VERSION = 2  # of report.json; bump when a field changes meaning or goes away
+SCHEMA_VERSION = 3  # of report.json; bump when a field changes meaning or goes away
+NOT_ASSESSED = "not assessed"
 
 
 @dataclass(frozen=True)
@@ -50,23 +51,32 @@ class Thresholds:
     def resolve(cls, profile: TargetProfile, overrides: dict[str, float] | None = None,
                 pyproject: Path | None = Path("pyproject.toml")) -> Thresholds:
         """The profile's thresholds, then pyproject.toml's, then explicit overrides."""
-        merged: dict[str, float] = dict(profile.thresholds) | {
+        defaults = dict(profile.thresholds) | {
             "latency_share_of_hop": profile.latency_share_of_hop,
             "cycles_per_instruction": profile.cycles_per_instruction}
-        if pyproject is not None and pyproject.is_file():
-            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
-            merged |= _known(table.get("thresholds", {}), f"{pyproject} [tool.harness.thresholds]")
-        merged |= _known(overrides or {}, "--threshold")
-        try:
-            return cls(**{name: float(value) for name, value in merged.items()})
-        except (TypeError, ValueError) as error:
-            raise ThresholdError(f"thresholds of target {profile.name!r}: {error}") from error
+        return resolve_limits(cls, defaults, "thresholds", overrides, pyproject,
+                              f"thresholds of target {profile.name!r}")
 
 
-def _known(values: dict[str, Any], where: str) -> dict[str, Any]:
-    names = [f.name for f in dataclasses.fields(Thresholds)]
+def resolve_limits(kind: type, defaults: dict[str, Any], section: str,
+                   overrides: dict[str, float] | None, pyproject: Path | None, what: str) -> Any:
+    """A dataclass of numbers (thresholds, tolerances): `defaults` from the target profile,
+    then pyproject.toml's [tool.harness.<section>], then `overrides` from the command line."""
+    merged = dict(defaults)
+    if pyproject is not None and pyproject.is_file():
+        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
+        merged |= _known(kind, table.get(section, {}), f"{pyproject} [tool.harness.{section}]")
+    merged |= _known(kind, overrides or {}, f"--{section.rstrip('s')}")
+    try:
+        return kind(**{name: float(value) for name, value in merged.items()})
+    except (TypeError, ValueError) as error:
+        raise ThresholdError(f"{what}: {error}") from error
+
+
+def _known(kind: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    names = [f.name for f in dataclasses.fields(kind)]
     if unknown := sorted(set(values) - set(names)):
-        raise ThresholdError(f"{where}: unknown threshold(s) {', '.join(unknown)}; known: "
+        raise ThresholdError(f"{where}: unknown name(s) {', '.join(unknown)}; known: "
                              f"{', '.join(names)}")
     return values
 
@@ -99,6 +109,19 @@ class DeviceRun:
     def classes(self) -> np.ndarray:
         """The device's class per window, -1 where none came back."""
         return np.array([c if c is not None else -1 for c in self.class_index])
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """The windows a run streamed, named so that runs of other models on the same recording
+    can be matched window by window."""
+
+    ids: list[str]  # "<bout>:<offset>": the recording's bout id, the first sample within it
+    bouts: list[int]
+    animals: list[str]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    recording: dict[str, Any]  # source, fingerprint (of the whole recording), rate_hz
 
 
 # --- the report's sections -----------------------------------------------------------------------
@@ -137,6 +160,39 @@ class Latency:
     deadline: int | None
     checked: bool
     share_of_deadline: float | None = None
+    mean: float | None = None
+
+
+@dataclass(frozen=True)
+class EnergyFigures:
+    """What inference alone costs the battery, from the mean latency and the datasheet's
+    currents (the target profile's [energy]); None everywhere but `why_not` where the latency
+    says nothing about the tag."""
+
+    assessed: bool
+    why_not: str | None = None
+    cycles_per_inference: float | None = None
+    assumption: str | None = None  # how cycles were had from what the counter counts
+    active_ms_per_hop: float | None = None
+    share_of_hop: float | None = None
+    charge_per_inference_uc: float | None = None
+    energy_per_inference_uj: float | None = None
+    inference_mah_per_day: float | None = None
+    sleep_mah_per_day: float | None = None
+    days_inference_only: float | None = None
+    days_with_sleep: float | None = None
+    battery_mah: float | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Recall of one class, for the device and the float model, over its windows."""
+
+    name: str
+    windows: int
+    recall_device: float | None  # None: no window of this class came back
+    recall_float: float | None
 
 
 @dataclass(frozen=True)
@@ -178,6 +234,14 @@ class RunReport:
     thresholds: Thresholds
     passed: bool
     failures: list[str]
+    model: dict[str, Any] = field(default_factory=dict)  # hash, kind, word_bits, formats, ...
+    recording: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    per_class: list[ClassScores] = field(default_factory=list)
+    energy: EnergyFigures = field(default_factory=lambda: EnergyFigures(False, "not computed"))
+    # One per window: id, bout, animal, label, device, float (classes; device None if lost),
+    # exact (None for float32) and latency.
+    window_results: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # where it was written
 
@@ -201,8 +265,14 @@ class RunReport:
             raise ReportError(f"a report of schema {data.get('schema_version')!r}; this "
                               f"harness reads schema {SCHEMA_VERSION}: run it again")
         nested = {"accuracy": Scores, "mcc": Scores, "latency": Latency, "memory": Memory,
-                  "thresholds": Thresholds}
-        return cls(**data | {key: kind(**data[key]) for key, kind in nested.items()})
+                  "thresholds": Thresholds, "energy": EnergyFigures}
+        return cls(**data | {key: kind(**data[key]) for key, kind in nested.items()}
+                   | {"per_class": [ClassScores(**c) for c in data.get("per_class", [])]})
+
+    @property
+    def mcc_assessed(self) -> bool:
+        """MCC says something only over windows of two classes or more."""
+        return sum(1 for c in self.per_class if c.windows) >= 2
 
     @classmethod
     def read(cls, path: Path) -> RunReport:
@@ -288,8 +358,72 @@ def check_latency(run: DeviceRun, profile: TargetProfile,
     latency = Latency(
         unit, p50, p99, worst, None if budget is None else int(budget),
         None if deadline is None else int(deadline), checked=budget is not None,
-        share_of_deadline=None if deadline is None else worst / deadline)
+        share_of_deadline=None if deadline is None else worst / deadline,
+        mean=round(float(latencies.mean()), 1))
     return latency, failures
+
+
+def energy_figures(latency: Latency, profile: TargetProfile) -> EnergyFigures:
+    """Charge and battery life of inference alone, one inference per hop, from the mean
+    latency at the target clock and the profile's datasheet currents."""
+    energy = profile.energy
+    if energy is None:
+        return EnergyFigures(False, f"target {profile.name!r} has no [energy] in its profile")
+    if latency.unit == "cycles":
+        cycles, assumption = latency.mean, "cycles counted on the device (DWT)"
+    elif latency.unit == "instructions":
+        cycles = latency.mean * profile.cycles_per_instruction
+        assumption = (f"{profile.cycles_per_instruction:g} cycle(s) per instruction, as "
+                      "emulators count instructions (cycles_per_instruction in the profile)")
+    else:
+        return EnergyFigures(False, f"latency in {latency.unit} of the host says nothing about "
+                                    "the tag")
+    active_s = cycles / profile.clock_hz
+    active_ma, sleep_ma = energy.active_ma(profile.clock_hz), energy.sleep_ua / 1000.0
+    hops_per_day = 86_400.0 / profile.hop_seconds
+    share = active_s / profile.hop_seconds
+    inference_mah = active_ma * active_s * hops_per_day / 3600.0
+    sleep_mah = sleep_ma * (1.0 - min(share, 1.0)) * 24.0
+    return EnergyFigures(
+        True, cycles_per_inference=round(cycles, 1), assumption=assumption,
+        active_ms_per_hop=round(active_s * 1000.0, 3), share_of_hop=round(share, 5),
+        charge_per_inference_uc=round(active_ma * active_s * 1000.0, 3),
+        energy_per_inference_uj=round(active_ma * active_s * energy.supply_v * 1000.0, 3),
+        inference_mah_per_day=round(inference_mah, 4), sleep_mah_per_day=round(sleep_mah, 4),
+        days_inference_only=round(energy.battery_mah / inference_mah, 1),
+        days_with_sleep=round(energy.battery_mah / (inference_mah + sleep_mah), 1),
+        battery_mah=energy.battery_mah, source=energy.source)
+
+
+def per_class_scores(run: DeviceRun, float_logits: np.ndarray, windows: WindowSet
+                     ) -> list[ClassScores]:
+    """Recall per class over the windows that came back, device and float side by side."""
+    got = run.received
+    labels, device, float_class = windows.labels[got], run.classes[got], \
+        float_logits.argmax(axis=1)[got]
+    scores = []
+    for index, name in enumerate(windows.class_names):
+        mine = labels == index
+        n = int(mine.sum())
+        scores.append(ClassScores(
+            name, n, float(np.mean(device[mine] == index)) if n else None,
+            float(np.mean(float_class[mine] == index)) if n else None))
+    return scores
+
+
+def window_results(run: DeviceRun, float_logits: np.ndarray, windows: WindowSet,
+                   int_reference: np.ndarray | None) -> list[dict[str, Any]]:
+    """What each window got: the device's class beside the float model's and the label."""
+    float_class = float_logits.argmax(axis=1)
+    rows = []
+    for i, window_id in enumerate(windows.ids):
+        logits = run.logits[i]
+        exact = None if int_reference is None or logits is None else bool(
+            np.array_equal(logits, int_reference[i]))
+        rows.append({"id": window_id, "bout": windows.bouts[i], "animal": windows.animals[i],
+                     "label": int(windows.labels[i]), "device": run.class_index[i],
+                     "float": int(float_class[i]), "exact": exact, "latency": run.latency[i]})
+    return rows
 
 
 def check_memory(run: DeviceRun, profile: TargetProfile) -> tuple[Memory, list[str]]:
@@ -311,12 +445,14 @@ def check_memory(run: DeviceRun, profile: TargetProfile) -> tuple[Memory, list[s
                   reserved, ram_used), failures
 
 
-def evaluate(run: DeviceRun, profile: TargetProfile, labels: np.ndarray, n_classes: int,
+def evaluate(run: DeviceRun, profile: TargetProfile, windows: WindowSet,
              float_logits: np.ndarray, int_reference: np.ndarray | None,
-             limits: Thresholds) -> RunReport:
-    """The report of one device run: all four checks; `passed` when none failed."""
+             limits: Thresholds, model: dict[str, Any] | None = None) -> RunReport:
+    """The report of one device run: all four checks; `passed` when none failed. `model`
+    describes what ran (hash, formats, parameter bytes): a baseline compares it."""
     exactness, exact_failures = check_exactness(run, int_reference, float_logits, limits)
-    agreement, agreement_failures = check_agreement(run, float_logits, labels, n_classes, limits)
+    agreement, agreement_failures = check_agreement(run, float_logits, windows.labels,
+                                                    len(windows.class_names), limits)
     latency, latency_failures = check_latency(run, profile, limits)
     memory, memory_failures = check_memory(run, profile)
     failures = [*exact_failures, *agreement_failures, *latency_failures, *memory_failures]
@@ -334,7 +470,11 @@ def evaluate(run: DeviceRun, profile: TargetProfile, labels: np.ndarray, n_class
         windows_per_second=(round(agreement.windows / run.seconds, 2) if run.seconds > 0
                             else None),
         link=run.link, device=run.device, thresholds=limits,
-        passed=not failures, failures=failures)
+        passed=not failures, failures=failures, model=model or {},
+        recording=windows.recording, class_names=list(windows.class_names),
+        per_class=per_class_scores(run, float_logits, windows),
+        energy=energy_figures(latency, profile),
+        window_results=window_results(run, float_logits, windows, int_reference))
 
 
 def format_report(report: RunReport) -> str:
@@ -353,7 +493,8 @@ def format_report(report: RunReport) -> str:
         ("top-1 agreement with float", f"{report.float_top1_agreement:.4f}"),
         ("accuracy device / float",
          f"{report.accuracy.device:.3f} / {report.accuracy.float:.3f}"),
-        ("MCC device / float", f"{report.mcc.device:.3f} / {report.mcc.float:.3f}"),
+        ("MCC device / float", f"{report.mcc.device:.3f} / {report.mcc.float:.3f}"
+         if report.mcc_assessed else f"{NOT_ASSESSED} (windows of one class)"),
         (f"latency p50 / p99 / max ({unit})", f"{lat.p50:,} / {lat.p99:,} / {lat.max:,}"),
     ]
     if lat.checked:
@@ -364,6 +505,15 @@ def format_report(report: RunReport) -> str:
         rows += [("flash used / budget", f"{kb(mem.flash)} / {kb(mem.flash_budget)}"),
                  ("RAM static + stack peak / budget",
                   f"{kb(mem.ram_static)} + {kb(mem.stack_peak)} / {kb(mem.ram_budget)}")]
+    energy = report.energy
+    if energy.assessed:
+        rows += [("energy per inference", f"{energy.energy_per_inference_uj:,.1f} µJ "
+                  f"({energy.active_ms_per_hop:,.2f} ms active per hop)"),
+                 ("battery, inference alone / with sleep",
+                  f"{energy.days_inference_only:,.0f} / {energy.days_with_sleep:,.0f} days "
+                  f"of {energy.battery_mah:,.0f} mAh")]
+    else:
+        rows.append(("energy", f"{NOT_ASSESSED}: {energy.why_not}"))
     rows.append(("windows per second", f"{report.windows_per_second}"))
     title = (f"{report.target} on {report.backend} ({report.platform}), {report.variant}"
              f"{' (real time)' if report.realtime else ''}")

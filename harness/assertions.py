@@ -6,12 +6,15 @@
     assert_float_agreement(report, minimum=0.995)
     assert_meets_deadline(report)
     assert_fits(report)
+    assert_no_regression(report, "baselines/eartag-qemu-q16.json", latency_percent=5)
 
 A limit not given is the one the run was checked against (`report.thresholds`: the target
 profile, pyproject.toml, then the command line).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from harness.agreement import RunReport
 
@@ -67,3 +70,17 @@ def assert_fits(report: RunReport) -> None:
 def assert_passed(report: RunReport) -> None:
     """Every check of the report held."""
     assert report.passed, f"{report.target}: " + "; ".join(report.failures)
+
+
+def assert_no_regression(report: RunReport, baseline: Path | str | RunReport,
+                         **tolerances: float) -> None:
+    """No figure of `report` regressed against `baseline` (a baseline file, a report.json, a
+    run directory or a RunReport), with the target's tolerances unless given here."""
+    from harness.baseline import Snapshot, Tolerances, compare, format_table, load_snapshot
+
+    before = (Snapshot.of_report(baseline) if isinstance(baseline, RunReport)
+              else load_snapshot(Path(baseline)))
+    comparison = compare(before, Snapshot.of_report(report),
+                         Tolerances.resolve(before.target, tolerances))
+    assert comparison.passed, (f"{report.target}: regressed: {', '.join(comparison.regressions)}"
+                               f"\n{format_table(comparison)}")

@@ -7,6 +7,8 @@
     harness evaluate --data PATH --out DIR [--folds ID,ID | --max-folds N]   (leave one animal out)
     harness targets  DIR       (the same students on the host, the ear tag and the collar)
     harness report   DIR  [--seeds DIR ...]  (Markdown and PNG plots of an evaluation)
+    harness baseline save REPORT|RUN_DIR [--out FILE]
+    harness compare  BASELINE CANDIDATE [--tolerance NAME=VALUE] [--format markdown|json]
     harness demo
 
 A HarnessError is printed as one line and exits with status 2; argparse does the same for an
@@ -297,6 +299,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from models.numeric import format_numerics
     from models.pipeline import quantize_run
 
     results = quantize_run(args.run_dir, tuple(args.bits), args.student)
@@ -304,6 +307,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         r = results[str(bits)]
         print(f"{bits:2d}-bit DQ: top-1 agreement {r['top1_agreement']:.4f}  accuracy "
               f"{r['accuracy']:.3f}  MCC {r['mcc']:.3f}  parameters {r['param_bytes']} B")
+        print(format_numerics(r["layers"]) + "\n")
     return 0
 
 
@@ -335,10 +339,64 @@ def cmd_run(args: argparse.Namespace) -> int:
                          timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
                          report=args.report)
+    baseline = None
+    if args.baseline is not None:  # read first: a wrong path fails before the device starts
+        from harness.baseline import Tolerances, load_snapshot
+        baseline = load_snapshot(args.baseline)
+        tolerances = Tolerances.resolve(baseline.target, dict(args.tolerance))
     report = run_on_device(args.run_dir, options, recording)
     print(format_report(report))
     print(f"report: {report.path}")
-    return 0 if report.passed else 1
+    if baseline is None:
+        return 0 if report.passed else 1
+    from harness.baseline import Snapshot, compare
+
+    comparison = compare(baseline, Snapshot.of_report(report), tolerances)
+    print()
+    _print_comparison(comparison, "table", None)
+    return 0 if report.passed and comparison.passed else 1
+
+
+def _pick(args: argparse.Namespace) -> dict[str, str | None]:
+    """--target, --backend and --variant, to pick a report in a run directory."""
+    return {"target": args.target, "backend": args.backend, "variant": args.variant}
+
+
+def cmd_baseline_save(args: argparse.Namespace) -> int:
+    from harness.baseline import load_snapshot, save_baseline
+
+    snapshot = load_snapshot(args.source, **_pick(args))
+    path = save_baseline(snapshot, args.out)
+    print(f"baseline of {snapshot.name} ({snapshot.figures['windows']} windows, model "
+          f"{snapshot.model.get('hash')}): {path}")
+    return 0
+
+
+COMPARE_FORMATS = ("table", "markdown", "json")
+
+
+def _print_comparison(comparison, output_format: str, out: Path | None) -> None:
+    from harness.baseline import format_json, format_markdown, format_table
+
+    text = {"table": format_table, "markdown": format_markdown,
+            "json": format_json}[output_format](comparison)
+    if out is not None:
+        out.write_text(text if text.endswith("\n") else text + "\n")
+    print(text.rstrip("\n"))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.baseline import Tolerances, compare, load_snapshot
+
+    baseline = load_snapshot(args.baseline, **_pick(args))
+    candidate = load_snapshot(args.candidate, **_pick(args))
+    comparison = compare(baseline, candidate,
+                         Tolerances.resolve(baseline.target, dict(args.tolerance)))
+    _print_comparison(comparison, args.format, args.out)
+    if not comparison.passed:
+        print(f"harness compare: regressed: {', '.join(comparison.regressions)}",
+              file=sys.stderr)
+    return 0 if comparison.passed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -427,6 +485,21 @@ def _add_framing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=POSITIVE, metavar="HZ", help="override the target's rate")
     parser.add_argument("--window", type=COUNT, help="override the target's window (samples)")
     parser.add_argument("--hop", type=COUNT, help="override the target's hop (samples)")
+
+
+def _add_tolerance_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tolerance", type=_threshold, action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="override a tolerance of the comparison, e.g. latency_percent=5 "
+                             "or flash_bytes=1024 (defaults: the target profile's "
+                             "[tolerances])")
+
+
+def _add_pick_options(parser: argparse.ArgumentParser) -> None:
+    pick = parser.add_argument_group("which report of a run directory")
+    pick.add_argument("--target", choices=target_names())
+    pick.add_argument("--backend", choices=backend_names())
+    pick.add_argument("--variant", choices=list(VARIANTS))
 
 
 def _backend_help(needs_port: bool | None = None) -> str:
@@ -550,9 +623,40 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="NAME=VALUE", help="override a pass threshold")
     run.add_argument("--report", type=Path, metavar="FOLDER",
                      help="where report.json goes (default RUN_DIR/reports/...)")
+    run.add_argument("--baseline", type=Path, metavar="FILE",
+                     help="compare the run with this baseline (harness baseline save); a "
+                          "regression fails the run")
+    _add_tolerance_option(run)
     run.add_argument("--seed", type=int, default=0, help="seed of --synthetic")
     _add_data_options(run, required=False)
     run.set_defaults(func=cmd_run)
+
+    baseline = command("baseline", "baselines of device runs, to compare later runs with")
+    baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True)
+    save = baseline_commands.add_parser(
+        "save", help="write a baseline of a run", formatter_class=_HelpFormatter,
+        description="write a baseline of a run: what ran, its figures and every window's "
+                    "class, as versioned JSON to commit next to the model")
+    save.add_argument("source", type=Path, metavar="REPORT|RUN_DIR",
+                      help="a report.json or a run directory")
+    save.add_argument("--out", type=Path, metavar="FILE",
+                      help="the baseline file, or a folder for <target>-<backend>-<variant>.json "
+                           "(default ./baseline-<target>-<backend>-<variant>.json)")
+    _add_pick_options(save)
+    save.set_defaults(func=cmd_baseline_save)
+
+    compare = command("compare", "a candidate run against a baseline: regressions, changed "
+                                 "windows, changed Q formats")
+    compare.add_argument("baseline", type=Path, metavar="BASELINE",
+                         help="a baseline, a report.json or a run directory")
+    compare.add_argument("candidate", type=Path, metavar="CANDIDATE",
+                         help="a report.json, a run directory or another baseline")
+    _add_tolerance_option(compare)
+    compare.add_argument("--format", choices=COMPARE_FORMATS, default="table",
+                         help="table for a terminal, markdown for a pull request, json")
+    compare.add_argument("--out", type=Path, metavar="FILE", help="also write it to FILE")
+    _add_pick_options(compare)
+    compare.set_defaults(func=cmd_compare)
 
     demo = command("demo", "the whole pipeline on a synthetic recording")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR",

@@ -49,7 +49,16 @@ class NothingToStreamError(HarnessError):
     """A recording holds no bout long enough for one window of the target."""
 
 
+class BaselineError(HarnessError):
+    """A baseline cannot be read or written: missing, malformed or of another format."""
+
+
+class RecordingMismatchError(HarnessError):
+    """Two runs to compare streamed other recordings, or other windows of one."""
+
+
 __all__ = [
+    "BaselineError",
     "DeviceError",
     "DeviceMismatchError",
     "DeviceTimeoutError",
@@ -64,6 +73,7 @@ __all__ = [
     "ProtocolError",
     "QuantizationError",
     "RecordingError",
+    "RecordingMismatchError",
     "RecordingWarning",
     "ReportError",
     "RunDirectoryError",

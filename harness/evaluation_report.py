@@ -133,8 +133,9 @@ def seeds_markdown(comparison: dict[str, Any]) -> str:
 def targets_markdown(targets: dict[str, Any]) -> str:
     """The heterogeneous-target table (Markdown), one row per actual device run."""
     lines = ["| student | variant | device | latency p50 | max / deadline | flash | "
-             "static RAM | stack peak | deadline holds | integer exact | run passed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "static RAM | stack peak | energy / inference | battery days | deadline holds | "
+             "integer exact | run passed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in targets["rows"]:
         exact = "n/a" if r["int_exact_fraction"] is None else f"{r['int_exact_fraction']:.3f}"
         lines.append(
@@ -142,11 +143,21 @@ def targets_markdown(targets: dict[str, Any]) -> str:
             f"{_latency(r['latency_p50'], r['latency_unit'])} | "
             f"{_percent(r['share_of_deadline'])} | "
             f"{_bytes(r['flash'], r['flash_limit'])} | {_bytes(r['ram_static'], r['ram_limit'])} "
-            f"| {_bytes(r['stack_peak'])} | {'yes' if r['deadline_holds'] else 'NO'} | {exact} | "
+            f"| {_bytes(r['stack_peak'])} | {_energy(r.get('energy_per_inference_uj'))} | "
+            f"{_days(r.get('battery_days'))} | {'yes' if r['deadline_holds'] else 'NO'} | "
+            f"{exact} | "
             f"{'yes' if r['passed'] else 'no (' + ', '.join(_checks(r['failures'])) + ')'} |")
     lines += [f"\nNot run: {entry['device']}, which needs {entry['needs']}"
               for entry in targets.get("left_out", [])]
     return "\n".join(lines)
+
+
+def _energy(microjoules: float | None) -> str:
+    return "–" if microjoules is None else f"{microjoules / 1000:,.2f} mJ"
+
+
+def _days(days: float | None) -> str:
+    return "–" if days is None else f"{days:,.0f}"
 
 
 def _percent(share: float) -> str:

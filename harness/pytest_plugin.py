@@ -6,11 +6,13 @@ Registered through the `pytest11` entry point, so any project that installs this
   it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
   tools of device_sim.toolchain a test needs besides its backend's);
 - the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict,
-  --hil-link-faults and --hil-run-dir;
+  --hil-link-faults, --hil-run-dir, --hil-baseline and --hil-baseline-update;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
-  torn down) and `hil_run` (stream, check, report; the figures go into the JUnit XML);
+  torn down) and `hil_run` (stream, check, report; the figures go into the JUnit XML; with
+  --hil-baseline DIR each run is compared with DIR/<target>-<backend>-<variant>.json, and a
+  regression fails the test naming the figure);
 - assertion helpers in `harness.assertions`.
 
 Whether a test's tools are installed is decided here and only here, from the toolchain table:
@@ -63,6 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-run-dir", type=Path, default=None,
                     help="use this run directory (from harness train/quantize/export) instead "
                          "of training a tiny model")
+    group.addoption("--hil-baseline", type=Path, default=None, metavar="DIR",
+                    help="compare every hil_run with its baseline in DIR "
+                         "(<target>-<backend>-<variant>.json); a regression fails the test")
+    group.addoption("--hil-baseline-update", action="store_true",
+                    help="write each hil_run's report as its baseline in --hil-baseline DIR "
+                         "instead of comparing")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -201,9 +209,38 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
                              report=tmp_path / f"{variant}-report")
         report = run_on_device(hil_run_dir, options)
         record_report(record_property, report)
+        baselines = request.config.getoption("--hil-baseline")
+        if baselines is not None:
+            check_baseline(report, baselines, request.config.getoption("--hil-baseline-update"),
+                           record_property)
         return report
 
     return run
+
+
+def check_baseline(report: Any, folder: Path, update: bool,
+                   record_property: Callable[[str, object], None]) -> None:
+    """Compare a run with its baseline in `folder` (or write it there, with `update`); the
+    deltas become JUnit properties, and a regression fails the test naming every figure."""
+    from harness.baseline import Snapshot, compare, format_table, load_snapshot, save_baseline
+
+    candidate = Snapshot.of_report(report)
+    path = folder / f"{candidate.name}.json"
+    if update:
+        folder.mkdir(parents=True, exist_ok=True)
+        record_property("hil_baseline_written", str(save_baseline(candidate, path)))
+        return
+    if not path.is_file():
+        pytest.fail(f"no baseline {path} for this run: write one with --hil-baseline-update "
+                    "or `harness baseline save`", pytrace=False)
+    comparison = compare(load_snapshot(path), candidate)
+    for change in comparison.figures:
+        if change.delta is not None:
+            record_property(f"hil_delta_{change.name}", change.delta)
+    record_property("hil_baseline_regressions", ",".join(comparison.regressions))
+    if not comparison.passed:
+        pytest.fail(f"regressed against {path}: {', '.join(comparison.regressions)}\n"
+                    + format_table(comparison), pytrace=False)
 
 
 def record_report(record_property: Callable[[str, object], None], report: Any) -> None:

@@ -3,10 +3,13 @@ accelerometer would deliver it, and the agreement with the references checked an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,11 +17,18 @@ from device_sim.appbuild import check_framing
 from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, prepare_device
 from device_sim.model_sources import ModelSources
 from device_sim.targets import DEFAULT_TARGET, TargetProfile, load_target
-from harness.agreement import DeviceRun, RunReport, Thresholds, evaluate
+from harness.agreement import DeviceRun, RunReport, Thresholds, WindowSet, evaluate
 from harness.errors import DeviceMismatchError, NothingToStreamError
 from harness.session import DeviceInfo, DeviceSession, WindowResult
-from models.quantize import as_device_input, counts_from_g
-from models.recordings import Recording, make_windows
+from models.numeric import layer_numerics
+from models.quantize import (
+    QuantizedModel,
+    as_device_input,
+    counts_from_g,
+    fold_student,
+    tensor_formats,
+)
+from models.recordings import Recording, Windows, make_windows
 from models.rundir import RunDirectory
 from models.training import predict_logits
 
@@ -57,6 +67,44 @@ def _bouts_to_stream(recording: Recording, window: int, hop: int,
         raise NothingToStreamError(f"{recording.source}: no bout holds one window of {window} "
                                    "samples")
     return chosen
+
+
+def recording_fingerprint(recording: Recording) -> str:
+    """Short hash of what a device is fed from a recording: its wire counts, labels, bouts,
+    classes and rate. Two runs are comparable window by window only on the same one."""
+    digest = hashlib.sha256()
+    for array, dtype in ((counts_from_g(recording.accel_g), "<i2"), (recording.labels, "<i8"),
+                         (recording.bouts, "<i8")):
+        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+    digest.update(json.dumps([list(recording.class_names), recording.rate_hz]).encode())
+    return digest.hexdigest()[:16]
+
+
+def window_set(recording: Recording, bouts: list[np.ndarray], windows: Windows) -> WindowSet:
+    """The streamed windows named by the recording's bout and the offset in it."""
+    streamed = np.concatenate(bouts)
+    bout_starts = np.cumsum([0] + [len(b) for b in bouts])[:-1]
+    ids, bout_ids = [], []
+    for start, sub_bout in zip(windows.starts, windows.bouts, strict=True):
+        bout_id = int(recording.bouts[streamed[start]])
+        ids.append(f"{bout_id}:{int(start - bout_starts[sub_bout])}")
+        bout_ids.append(bout_id)
+    return WindowSet(ids, bout_ids, [str(a) for a in windows.animals], windows.y,
+                     windows.class_names,
+                     {"source": recording.source, "fingerprint": recording_fingerprint(recording),
+                      "rate_hz": recording.rate_hz})
+
+
+def model_summary(manifest, quantized: QuantizedModel | None, layers: list[dict[str, Any]],
+                  float_param_bytes: int) -> dict[str, Any]:
+    """What ran, for a baseline: hash, kind, word length, parameter bytes, every tensor's Q
+    format and the per-layer numeric view on the streamed windows."""
+    if quantized is None:
+        return {"hash": manifest.model_hash, "kind": manifest.kind, "variant": manifest.variant,
+                "word_bits": 32, "param_bytes": float_param_bytes, "formats": {}, "layers": []}
+    return {"hash": manifest.model_hash, "kind": manifest.kind, "variant": manifest.variant,
+            "word_bits": quantized.word_bits, "param_bytes": quantized.param_bytes,
+            "formats": tensor_formats(quantized), "layers": layers}
 
 
 def faulty(url: str, faults: str | None) -> str:
@@ -109,11 +157,17 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                     rate_hz=recording.rate_hz, source=recording.source)
     windows = make_windows(sub, window, hop)
     # The references first: a damaged run directory is refused before any device starts.
-    int_reference = None
-    if options.variant != "f32":
-        int_reference = run.load_quantized(options.variant).run(counts_from_g(windows.x))
+    int_reference, quantized, layers = None, None, []
     student = run.load_model(run.deployed_student())
     float_logits = predict_logits(student, as_device_input(windows.x))
+    if options.variant != "f32":
+        quantized = run.load_quantized(options.variant)
+        counts = counts_from_g(windows.x)
+        int_reference = quantized.run(counts)
+        net = fold_student(student, tuple(model.manifest.class_names), window)
+        layers = [layer.to_dict() for layer in layer_numerics(net, quantized, counts)]
+    summary = model_summary(model.manifest, quantized, layers,
+                            4 * sum(p.numel() for p in student.parameters()))
 
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
@@ -155,7 +209,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         device={"target": info.target, "build_id": info.build_id,
                 "model_hash": info.model_hash, "model_variant": info.model_variant,
                 "artefact": str(prepared.firmware.path)})
-    report = evaluate(device_run, profile, windows.y, len(windows.class_names), float_logits,
-                      int_reference, limits)
+    report = evaluate(device_run, profile, window_set(recording, bouts, windows), float_logits,
+                      int_reference, limits, summary)
     report.write(folder / "report.json")
     return report

@@ -151,6 +151,8 @@ def _row(device: Device, profile: TargetProfile, report: RunReport) -> dict[str,
         "ram_limit": profile.ram_bytes, "int_exact_fraction": report.int_exact_fraction,
         "float_top1_agreement": report.float_top1_agreement, "passed": report.passed,
         "failures": report.failures, "report": str(report.path),
+        "energy_per_inference_uj": report.energy.energy_per_inference_uj,
+        "battery_days": report.energy.days_with_sleep,
     }
     if latency.deadline is not None:
         row["share_of_deadline"] = latency.max / latency.deadline

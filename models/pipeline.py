@@ -26,6 +26,7 @@ from models.errors import RecordingWarning, RunDirectoryError, TooFewSamplesErro
 from models.export import build_host, export_float, export_quantized, run_host
 from models.fixedpoint import activation_errors
 from models.metrics import classification_metrics, top1_agreement
+from models.numeric import layer_numerics
 from models.quantize import (
     WIRE_FULL_SCALE_G,
     as_device_input,
@@ -33,6 +34,7 @@ from models.quantize import (
     fold_student,
     quantize,
     save_quantized,
+    tensor_formats,
 )
 from models.recordings import (
     Recording,
@@ -217,6 +219,8 @@ def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,
             "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "mcc": scores["mcc"],
             "confusion": scores["confusion"], "param_bytes": qmodel.param_bytes,
             "model_hash": qmodel.model_hash, "windows": len(test),
+            "formats": tensor_formats(qmodel),
+            "layers": [layer.to_dict() for layer in layer_numerics(net, qmodel, counts)],
         }
     results["student"] = student
     results["float_param_bytes"] = 4 * count_parameters(model)

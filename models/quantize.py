@@ -137,8 +137,13 @@ class FloatGRU:
         return self.w_hh.shape[1]
 
     def run(self, x: np.ndarray, trace: dict[str, float]) -> np.ndarray:
+        return self.states(x, trace)[:, -1]
+
+    def states(self, x: np.ndarray, trace: dict[str, float]) -> np.ndarray:
+        """The state after every step (N, L, H); the peaks of the pre-activations in `trace`."""
         n, length, _ = x.shape
         h = np.zeros((n, self.hidden))
+        states = np.empty((n, length, self.hidden))
         peaks = dict.fromkeys(PRE_ACTIVATIONS, 0.0)
         ax = np.einsum("nlp,ghp->gnlh", x, self.w_ih)  # input halves of all gates at once
         for t in range(length):
@@ -149,12 +154,13 @@ class FloatGRU:
             z = 1.0 / (1.0 + np.exp(-pre["z"]))
             pre["n"] = pre["in"] + r * pre["hn"]
             h = (1.0 - z) * np.tanh(pre["n"]) + z * h
+            states[:, t] = h
             for key, value in pre.items():
                 peaks[key] = max(peaks[key], float(np.abs(value).max()))
         for key, value in peaks.items():
             name = f"{self.name}.{key}"
             trace[name] = max(trace.get(name, 0.0), value)
-        return h
+        return states
 
 
 @dataclass
@@ -345,10 +351,15 @@ class IntGRU:
         return saturate(align(h15, GATE_FRAC, self.h.frac), self.h.bits)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        return self.states(x)[:, -1]
+
+    def states(self, x: np.ndarray) -> np.ndarray:
+        """The state after every step (N, L, H), in self.h."""
         h = np.zeros((x.shape[0], self.hidden), dtype=np.int64)
+        states = np.empty((x.shape[0], x.shape[1], self.hidden), dtype=np.int64)
         for t in range(x.shape[1]):
-            h = self.step(x[:, t], h)
-        return h
+            h = states[:, t] = self.step(x[:, t], h)
+        return states
 
     def describe(self) -> dict:
         return {"op": "gru", "name": self.name, "in_dim": self.w_ih_int.shape[2],
@@ -411,6 +422,26 @@ class QuantizedModel:
             digest.update(key.encode())
             digest.update(np.ascontiguousarray(value, dtype="<i8").tobytes())
         return digest.hexdigest()[:16]
+
+
+def tensor_formats(model: QuantizedModel) -> dict[str, str]:
+    """The Q format of every stored and computed tensor, by name ("perceptron.w", "gru.pre.r",
+    "mlp1.out"): what a quantization change changes."""
+    formats: dict[str, QFormat] = {}
+    for op in model.ops:
+        if isinstance(op, IntInput):
+            formats[f"{op.name}.out"] = op.out
+        elif isinstance(op, IntDense):
+            formats |= {f"{op.name}.w": op.w, f"{op.name}.b": op.b, f"{op.name}.out": op.y}
+        elif isinstance(op, IntGRU):
+            for g, gate in enumerate(GATES):
+                formats[f"{op.name}.w_ih.{gate}"] = op.w_ih[g]
+                formats[f"{op.name}.w_hh.{gate}"] = op.w_hh[g]
+            for key, fmt in zip(("r", "z", "in", "hn"), op.b, strict=True):
+                formats[f"{op.name}.b.{key}"] = fmt
+            formats |= {f"{op.name}.pre.{key}": fmt for key, fmt in op.pre.items()}
+            formats[f"{op.name}.h"] = op.h
+    return {name: str(fmt) for name, fmt in formats.items()}
 
 
 def _formats(op: Any) -> list[QFormat]:

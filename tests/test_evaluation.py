@@ -254,7 +254,7 @@ def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_pa
     for row in rows:
         report = json.loads(Path(row["report"]).read_text())
         assert row["latency_p50"] == report["latency"]["p50"]
-        assert report["schema_version"] == 2
+        assert report["schema_version"] == 3
         assert row["int_exact_fraction"] == 1.0
         on_tag = row["backend"] in ("qemu", "renode")
         assert row["latency_unit"] == ("instructions" if on_tag else "nanoseconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -164,6 +165,38 @@ def test_a_run_attaches_its_figures_to_the_junit_xml(pytester, hil_run_dir):
     assert properties["hil_int_exact_fraction"] == "1.0"
     assert properties["hil_latency_unit"] == "nanoseconds"
     assert int(properties["hil_windows"]) == 3
+
+
+@pytest.mark.hil(backend="qemu")
+@pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
+def test_hil_baseline_compares_every_run_and_fails_a_regression(pytester, hil_run_dir):
+    pytester.makepyfile("""
+        def test_q16(hil_run):
+            hil_run("q16", max_windows=3)
+    """)
+    baselines = Path(pytester.path) / "baselines"
+    xml = Path(pytester.path) / "report.xml"
+
+    def run_pytest(*options: str):
+        return pytester.runpytest_subprocess(
+            "--hil-target", "eartag", "--hil-backend", "qemu", "--hil-run-dir",
+            str(hil_run_dir), "--hil-baseline", str(baselines), f"--junitxml={xml}",
+            "-o", "junit_family=xunit1", *options)
+
+    run_pytest().assert_outcomes(failed=1)  # no baseline yet: not a silent pass
+    run_pytest("--hil-baseline-update").assert_outcomes(passed=1)
+    baseline = baselines / "eartag-qemu-q16.json"
+    assert json.loads(baseline.read_text())["figures"]["windows"] == 3
+    run_pytest().assert_outcomes(passed=1)
+    properties = {p.get("name"): p.get("value") for p in ET.parse(xml).iter("property")}
+    assert properties["hil_delta_latency_p99"] == "0"
+    assert properties["hil_baseline_regressions"] == ""
+    data = json.loads(baseline.read_text())
+    data["figures"]["flash_bytes"] -= 4096  # the candidate is now 4 KB larger than allowed
+    baseline.write_text(json.dumps(data))
+    result = run_pytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*regressed against*eartag-qemu-q16.json: flash_bytes*"])
 
 
 def test_ci_without_qemu_fails_every_hil_test_that_needs_it_and_skips_none(tmp_path,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from harness.errors import QuantizationError, RunDirectoryError
 from models import fixedpoint
 from models.fixedpoint import MAX_FRAC, MIN_FRAC, align, choose_format
+from models.numeric import MAX_WINDOWS, layer_numerics
 from models.quantize import (
     INPUT_FRAC,
     FloatDense,
@@ -149,3 +150,36 @@ def test_model_hash_changes_with_a_single_weight(tiny_students, toy_windows_g):
     before = model.model_hash
     model.ops[-1].w_int[0, 0] += 1
     assert model.model_hash != before
+
+
+# --- the per-layer numeric view --------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["gru_mlp", "mlp"])
+def test_the_numeric_view_follows_every_activation_in_order(tiny_students, toy_windows_g, kind):
+    net = fold_student(tiny_students[kind], ("a", "b", "c"), toy_windows_g.shape[1])
+    counts = counts_from_g(toy_windows_g)
+    views = {bits: layer_numerics(net, quantize(net, toy_windows_g, bits), counts)
+             for bits in (16, 8)}
+    names = [layer.name for layer in views[16]]
+    expected = (["input", "perceptron", "gru", "mlp0", "mlp1"] if kind == "gru_mlp"
+                else ["pool", "input", "mlp0", "mlp1", "mlp2"])
+    assert names == expected
+    for wide, narrow in zip(views[16][1:], views[8][1:], strict=True):
+        assert wide.sqnr_db > narrow.sqnr_db + 20  # about 6 dB a bit
+        assert "16-bit" in wide.format and "8-bit" in narrow.format
+    if kind == "gru_mlp":  # every step of the GRU's state is compared
+        assert views[16][2].values == min(len(counts), MAX_WINDOWS) * toy_windows_g.shape[1] * 8
+
+
+def test_the_numeric_view_names_the_layer_whose_format_is_too_narrow(tiny_students,
+                                                                     toy_windows_g):
+    net = fold_student(tiny_students["gru_mlp"], ("a", "b", "c"), toy_windows_g.shape[1])
+    model = quantize(net, toy_windows_g, 16)
+    counts = counts_from_g(toy_windows_g)
+    good = {layer.name: layer for layer in layer_numerics(net, model, counts)}
+    head = next(op for op in model.ops if op.name == "mlp0")
+    head.y = fixedpoint.QFormat(16, head.y.frac + 4)  # 16 times too little range
+    bad = {layer.name: layer for layer in layer_numerics(net, model, counts)}
+    assert bad["mlp0"].at_limit > 0 and good["mlp0"].at_limit == 0
+    assert bad["mlp0"].sqnr_db < good["mlp0"].sqnr_db - 10
+    assert bad["gru"] == good["gru"]  # the layers before it are untouched

@@ -73,6 +73,21 @@ class Platform:
 
 
 @dataclass(frozen=True)
+class Energy:
+    """The MCU's datasheet currents and the battery, for the charge inference costs."""
+
+    supply_v: float          # the datasheet's test condition
+    active_ua_per_mhz: float  # CPU running from flash
+    sleep_ua: float          # between inferences: the lowest mode that keeps RAM and a timer
+    battery_mah: float
+    source: str              # where the currents come from
+    battery_note: str        # where the capacity comes from (or that it is an assumption)
+
+    def active_ma(self, clock_hz: float) -> float:
+        return self.active_ua_per_mhz * clock_hz / 1e6 / 1000.0
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     name: str
     label: str  # how tables name it: "ear tag"
@@ -93,8 +108,10 @@ class TargetProfile:
     cycles_per_instruction: float
     stack_bytes: int  # reserved for the firmware's stack
     thresholds: Mapping[str, float]
+    tolerances: Mapping[str, float]  # how far a candidate may fall behind its baseline
     backends: Mapping[str, str]  # backend name -> platform name
     platforms: Mapping[str, Platform]
+    energy: Energy | None = None  # [energy]; None: no battery figures for this target
     source: Path = PROFILE_DIR
 
     @property
@@ -175,10 +192,13 @@ def _profile(path: Path, raw: dict[str, Any]) -> TargetProfile:
     budget = raw.pop("budget", {})
     platforms = {name: _build(Platform, f"{path} [platforms.{name}]", {"name": name, **table})
                  for name, table in raw.pop("platforms", {}).items()}
+    energy = raw.pop("energy", None)
+    if energy is not None:
+        energy = _build(Energy, f"{path} [energy]", energy)
     backends = raw.pop("backends", {})
     for backend, platform in backends.items():
         if platform not in platforms:
             raise TargetProfileError(f"{path}: [backends] {backend} = {platform!r}, but there "
                                      f"is no [platforms.{platform}]")
     return _build(TargetProfile, str(path), raw | budget | {
-        "backends": backends, "platforms": platforms, "source": path})
+        "backends": backends, "platforms": platforms, "energy": energy, "source": path})
