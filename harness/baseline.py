@@ -206,6 +206,12 @@ class ClassChange:
     verdict: str
 
 
+# What a window whose class changed became, and how the summary says it.
+WINDOW_OUTCOMES = {"right": "now right", "wrong": "now wrong",
+                   "still wrong": "wrong either way", "lost": "lost (no result)",
+                   "recovered": "answered again"}
+
+
 @dataclass(frozen=True)
 class WindowChange:
     """A window whose device class differs between the baseline and the candidate."""
@@ -409,9 +415,10 @@ def compare(baseline: Snapshot, candidate: Snapshot,
     windows = _matched_windows(baseline, candidate)
     notes = _notes(baseline, candidate)
     became = [w.became for w in windows]
+    counts = [f"{became.count(kind)} {WINDOW_OUTCOMES[kind]}" for kind in WINDOW_OUTCOMES
+              if kind in became]
     notes.append(f"{len(windows)} of {len(baseline.windows)} windows changed class"
-                 + (": " + ", ".join(f"{became.count(kind)} became {kind}" for kind in
-                                     dict.fromkeys(became)) if windows else ""))
+                 + (": " + ", ".join(counts) if counts else ""))
     return Comparison(baseline, candidate, tolerances,
                       _figures(baseline.figures, candidate.figures, tolerances),
                       _classes(baseline, candidate, tolerances), windows,

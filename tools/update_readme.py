@@ -34,11 +34,29 @@ def targets_table() -> str:
     return "\n".join(lines)
 
 
+def energy_table() -> str:
+    from device_sim.targets import load_target, target_names
+
+    lines = ["| target | MCU | supply | active | sleep | battery | currents from |",
+             "|---|---|---|---|---|---|---|"]
+    for name in target_names():
+        t = load_target(name)
+        e = t.energy
+        if e is None:
+            lines.append(f"| `{t.name}` | {t.mcu} | – | – | – | – | no `[energy]` in the profile |")
+            continue
+        lines.append(f"| `{t.name}` | {t.mcu} | {e.supply_v:g} V | {e.active_ua_per_mhz:g} µA/MHz "
+                     f"({e.active_ma(t.clock_hz):.2f} mA at {t.clock_hz / 1e6:g} MHz) | "
+                     f"{e.sleep_ua:g} µA | {e.battery_mah:,.0f} mAh ({e.battery_note}) | "
+                     f"{e.source} |")
+    return "\n".join(lines)
+
+
 def tables() -> dict[str, Callable[[], str]]:
     from device_sim import backends, toolchain
 
     return {"toolchain": toolchain.markdown_table, "backends": backends.markdown_table,
-            "targets": targets_table}
+            "targets": targets_table, "energy": energy_table}
 
 
 def _block(name: str) -> re.Pattern[str]:
