@@ -21,7 +21,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +84,11 @@ def _value(value: int | None) -> str:
 class TraceReport:
     """What `harness trace` found for one window."""
 
-    run_dir: Path
+    run_dir: Path | None  # None: a window given by the caller (trace_device)
     target: str
     backend: str
     variant: str
-    window_index: int
+    window_index: int | None
     build_id: str
     layers: list[LayerTrace]
     first: tuple[int, int] | None  # (layer, step) of the first divergence in execution order
@@ -97,7 +97,6 @@ class TraceReport:
     frames: int  # trace frames of the CRC pass
     seconds: float  # the CRC pass: the window streamed and its trace received
     passes: int = 1  # windows streamed in all (CRC passes and dumps)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
@@ -107,9 +106,10 @@ class TraceReport:
         return next(trace for trace in self.layers if trace.layer.name == name)
 
     def format(self) -> str:
-        lines = [f"window {self.window_index} of {self.run_dir} on {self.target}/{self.backend} "
-                 f"{self.variant} (trace build {self.build_id}): {self.frames} trace frames in "
-                 f"{self.seconds:.2f} s",
+        window = "a window" if self.run_dir is None else \
+            f"window {self.window_index} of {self.run_dir}"
+        lines = [f"{window} on {self.target}/{self.backend} {self.variant} (trace build "
+                 f"{self.build_id}): {self.frames} trace frames in {self.seconds:.2f} s",
                  f"{'layer':>5s}  {'name':12s} {'steps':>5s}  result"]
         for trace in self.layers:
             mark = "   <- first" if self.first and self.first[0] == trace.layer.index else ""
@@ -123,7 +123,7 @@ class TraceReport:
             name = self.layers[self.first[0]].layer.name
             lines.append(f"first divergence: layer {self.first[0]} ({name}) at step "
                          f"{self.first[1]}")
-        return "\n".join(lines + self.notes)
+        return "\n".join(lines)
 
 
 # --- what the host expects -----------------------------------------------------------------
@@ -278,8 +278,8 @@ def trace_device(model: QuantizedModel, sources: ModelSources, profile: TargetPr
                  options: DeviceOptions | None = None, link_faults: str | None = None,
                  ) -> TraceReport:
     """Trace one window of wire counts (L, 3) through the trace build of `sources` on `backend`
-    against `model`'s integer reference. The build goes to `build_dir`. The report's run_dir
-    and window_index are left for the caller to fill in."""
+    against `model`'s integer reference; the build goes to `build_dir`. The report names no
+    run directory or window index: trace_window fills them in."""
     if sources.variant not in FIXED_POINT_VARIANTS:
         raise HarnessError(f"variant {sources.variant!r} has no layer trace: only fixed point "
                            f"({', '.join(FIXED_POINT_VARIANTS)}) runs the integer reference")
@@ -305,7 +305,7 @@ def trace_device(model: QuantizedModel, sources: ModelSources, profile: TargetPr
         if first is not None:
             _dump_divergences(tracer, traces, by_key)
     result = next((r for r in results if r.index == 0), None)
-    return TraceReport(Path(), profile.name, backend, sources.variant, 0, build_id, traces,
+    return TraceReport(None, profile.name, backend, sources.variant, None, build_id, traces,
                        first, None if result is None else [int(v) for v in result.logits],
                        [int(v) for v in reference[-1].values], frames, seconds, tracer.passes)
 
