@@ -301,6 +301,23 @@ def test_a_broken_per_step_layer_is_named_with_its_first_step(hil_run_dir, hil_t
     assert f"element {perceptron.element}, device {perceptron.device_value}" in text
 
 
+@ON_NATIVE
+def test_a_noisy_line_costs_passes_not_the_trace(hil_run_dir, hil_target, tmp_path):
+    """Trace frames lost on the line in one pass are taken from the next pass of the same
+    window, for the CRCs and for the dump."""
+    run = RunDirectory(hil_run_dir)
+    model = run.load_quantized("q16")
+    counts = heldout_window(run, hil_target, 0)
+    broken = broken_copy(run.model_sources("q16"), tmp_path / "broken", "perceptron")
+    report = trace_device(model, broken, hil_target, "native", counts, tmp_path / "build",
+                          link_faults="corrupt=0.002&drop=0.001&seed=5")
+    assert report.first == first_change(model, with_broken_dense(model, "perceptron"), counts)
+    perceptron = report.layer("perceptron")
+    assert perceptron.element is not None
+    assert perceptron.device_value != perceptron.reference_value
+    assert report.passes > 1 + 4  # one CRC pass and a dump per layer, had nothing been lost
+
+
 @ON_QEMU
 @pytest.mark.parametrize("bits", [8, 16])
 def test_an_mlp_is_traced_and_a_broken_layer_named(hil_run_dir, hil_target, tmp_path, bits):
