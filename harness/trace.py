@@ -60,6 +60,7 @@ class LayerTrace:
     element: int | None = None  # from the dump of the first diverging tensor
     device_value: int | None = None
     reference_value: int | None = None
+    dumped: bool = False  # the first diverging tensor came back in full
 
     @property
     def equal(self) -> bool:
@@ -71,7 +72,8 @@ class LayerTrace:
         where = (f"diverges from step {self.first_step} ({self.diverging} of {self.tensors} "
                  "steps)" if self.layer.per_step else "diverges")
         if self.element is None:
-            return f"{where}: CRC differs, values not dumped"
+            return (f"{where}: CRC differs, yet the dumped values equal the reference (a CRC "
+                    "fault in the firmware?)" if self.dumped else f"{where}: CRC differs")
         return (f"{where}: element {self.element}, device {_value(self.device_value)}, "
                 f"reference {_value(self.reference_value)}")
 
@@ -280,6 +282,7 @@ def _dump_divergences(tracer: _Tracer, traces: list[LayerTrace],
             continue
         key = (trace.layer.index, trace.first_step)
         found = first_difference(tracer.dump(*key), reference[key].values)
+        trace.dumped = True
         if found is not None:
             trace.element, trace.device_value, trace.reference_value = found
     tracer.request("CRC_ONLY")  # the device as it booted
@@ -295,6 +298,9 @@ def trace_device(model: QuantizedModel, sources: ModelSources, profile: TargetPr
     if sources.variant not in FIXED_POINT_VARIANTS:
         raise HarnessError(f"variant {sources.variant!r} has no layer trace: only fixed point "
                            f"({', '.join(FIXED_POINT_VARIANTS)}) runs the integer reference")
+    if sources.manifest.model_hash != model.model_hash:
+        raise HarnessError(f"{sources.folder} holds model {sources.manifest.model_hash}, the "
+                           f"reference is model {model.model_hash}: trace the C exported from it")
     check_framing(sources, profile)
     options = options or DeviceOptions(timeout=DEFAULT_TIMEOUT_S)
     layers = traced_layers(model.ops)
