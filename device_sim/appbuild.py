@@ -56,14 +56,17 @@ def check_framing(model: ModelSources, target: TargetProfile) -> None:
                 f"{target.name!r} uses {target_value}; train a run for this target")
 
 
-def _checked(model: ModelSources, target: TargetProfile) -> None:
+def _checked(model: ModelSources, target: TargetProfile, trace: bool = False) -> None:
     if model.variant not in VARIANTS:
         raise ModelSourcesError(f"unknown model variant {model.variant!r}; choose one of "
                                 f"{', '.join(VARIANTS)}")
+    if trace and model.manifest.logit_type == "float32":
+        raise ModelSourcesError(f"{model.folder}: the float32 variant has no layer trace; "
+                                "trace a fixed-point variant (q16 or q8)")
     check_framing(model, target)
 
 
-def app_defines(target: TargetProfile, test_hooks: bool) -> dict[str, str]:
+def app_defines(target: TargetProfile, test_hooks: bool, trace: bool = False) -> dict[str, str]:
     defines = {
         **crossbuild.target_defines(target),
         "TAG_WINDOW": str(target.window),
@@ -72,6 +75,8 @@ def app_defines(target: TargetProfile, test_hooks: bool) -> dict[str, str]:
     }
     if test_hooks:
         defines["TAG_TEST_HOOKS"] = ""
+    if trace:
+        defines["TAG_MODEL_TRACE"] = ""
     return defines
 
 
@@ -96,26 +101,28 @@ def _write_info(path: Path, build_id: str, target: TargetProfile, model: ModelSo
     path.write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _name(target: TargetProfile, model: ModelSources, test_hooks: bool) -> str:
-    return f"tag_{target.name}_{model.variant}" + ("_hooks" if test_hooks else "")
+def _name(target: TargetProfile, model: ModelSources, test_hooks: bool, trace: bool) -> str:
+    return (f"tag_{target.name}_{model.variant}" + ("_hooks" if test_hooks else "")
+            + ("_trace" if trace else ""))
 
 
 def build_model_firmware(model: ModelSources, target: TargetProfile, platform: Platform,
-                         out_dir: Path, *, test_hooks: bool = False) -> Path:
+                         out_dir: Path, *, test_hooks: bool = False, trace: bool = False) -> Path:
     """The firmware ELF of `model` for `target` on `platform`.
 
-    Written to `out_dir/tag_<target>_<variant>[_hooks].elf` (plus .ld, .map, .build.log and
-    .build.json). `test_hooks` compiles in the deliberate fault of app_main.c: tests only.
+    Written to `out_dir/tag_<target>_<variant>[_hooks][_trace].elf` (plus .ld, .map, .build.log
+    and .build.json). `test_hooks` compiles in the deliberate fault of app_main.c: tests only.
+    `trace` (fixed point only) defines TAG_MODEL_TRACE: the layer trace of harness/trace.py.
     Raises SampleRateError or FramingMismatchError when the model does not fit the target,
     ToolchainError or FirmwareTooLargeError from the build.
     """
-    _checked(model, target)
+    _checked(model, target, trace)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_c_header(out_dir)
-    name = _name(target, model, test_hooks)
+    name = _name(target, model, test_hooks, trace)
     sources = [APP_SOURCE, *model.sources, LINK_SOURCE]
-    defines = app_defines(target, test_hooks)
+    defines = app_defines(target, test_hooks, trace)
     hashed = [*crossbuild.platform_sources(platform), crossbuild.PLATFORM_HEADER, *sources,
               LINK_HEADER, *model.headers]
     build_id = _build_id(hashed, crossbuild.compiler_flags(target),
@@ -129,20 +136,20 @@ def build_model_firmware(model: ModelSources, target: TargetProfile, platform: P
 
 
 def build_native(model: ModelSources, target: TargetProfile, out_dir: Path, *,
-                 test_hooks: bool = False) -> Path:
+                 test_hooks: bool = False, trace: bool = False) -> Path:
     """A host executable running the same application and model, announcing `target`'s facts.
 
-    Written to `out_dir/tag_<target>_<variant>[_hooks]_native`; the native backend runs it.
-    Its counter is in nanoseconds of the host, which say nothing about the tag's latency.
+    Written to `out_dir/tag_<target>_<variant>[_hooks][_trace]_native`; the native backend runs
+    it. Its counter is in nanoseconds of the host, which say nothing about the tag's latency.
     """
-    _checked(model, target)
+    _checked(model, target, trace)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_c_header(out_dir)
-    name = _name(target, model, test_hooks) + "_native"
+    name = _name(target, model, test_hooks, trace) + "_native"
     output = out_dir / name
     sources = [APP_SOURCE, HOST_PLATFORM_SOURCE, *model.sources, LINK_SOURCE]
-    defines = {**app_defines(target, test_hooks), **HOST_DEFINES}
+    defines = {**app_defines(target, test_hooks, trace), **HOST_DEFINES}
     build_id = _build_id([crossbuild.PLATFORM_HEADER, *sources, LINK_HEADER, *model.headers],
                          toolchain.HOST_CFLAGS, defines)
     defines["TAG_BUILD_ID"] = f'"{build_id}"'

@@ -4,6 +4,7 @@
     harness quantize RUN_DIR [--bits 16 8]
     harness export   RUN_DIR
     harness run      RUN_DIR --target TARGET --backend BACKEND [--variant V]
+    harness trace    RUN_DIR --target TARGET --backend BACKEND --window N [--variant V]
     harness evaluate --data PATH --out DIR [--folds ID,ID | --max-folds N]   (leave one animal out)
     harness targets  DIR       (the same students on the host, the ear tag and the collar)
     harness report   DIR  [--seeds DIR ...]  (Markdown and PNG plots of an evaluation)
@@ -399,6 +400,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if comparison.passed else 1
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    """One held-out window through the trace build: 0 if every layer equals the integer
+    reference, 1 if one diverges."""
+    from harness.trace import trace_window
+
+    report = trace_window(args.run_dir, args.target, args.backend, args.variant, args.window,
+                          args.timeout, port=args.port, link_faults=args.link_faults)
+    print(report.format())
+    return 0 if report.equal else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic recording -> teacher and students -> 16/8-bit DQ -> C -> firmware on the
     emulated ear tag and collar -> agreement tables."""
@@ -657,6 +669,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, metavar="FILE", help="also write it to FILE")
     _add_pick_options(compare)
     compare.set_defaults(func=cmd_compare)
+
+    trace = command("trace", "one window layer by layer: where the device first differs "
+                             "from the integer reference")
+    trace.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    trace.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET,
+                       help="the device's target profile")
+    trace.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                       help=_backend_help())
+    trace.add_argument("--window", type=NON_NEGATIVE, required=True, metavar="N",
+                       help="the held-out window, numbered as `harness run` reports it")
+    trace.add_argument("--variant", choices=list(VARIANTS), default="q16",
+                       help="the fixed-point model variant to trace")
+    trace.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
+                       metavar="SECONDS", help="longest wait for any answer from the device")
+    trace.add_argument("--port", help="where a physical tag (flashed with the trace build) is "
+                                      "attached, for a backend that needs a port")
+    trace.add_argument("--link-faults", metavar="OPTIONS",
+                       help="damage the link on purpose: fault:// options (see --link-faults "
+                            "of run)")
+    trace.set_defaults(func=cmd_trace)
 
     demo = command("demo", "the whole pipeline on a synthetic recording")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN_DIR",

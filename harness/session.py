@@ -15,7 +15,9 @@ tag `/dev/ttyUSB0`: the session does not know or care which. It
 - asks again for an answer (PONG, STATS, the CREDIT after RESET) that was lost on the way out;
 - notices RESULT frames lost on the way out by the gap in window indices, and reports them;
 - refuses a HELLO of another protocol version, turns device ERROR frames into DeviceError,
-  never reads without a timeout, and gives up on a device that makes no progress.
+  never reads without a timeout, and gives up on a device that makes no progress;
+- keeps the TRACE_CRC and TRACE_TENSOR frames of a trace build in `traces`, for the caller to
+  read and clear (harness/trace.py), and tells such a build what to trace (trace_request).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ POLL_S = 0.02  # how long one read waits; the session's own timeout bounds the w
 FIRST_ROUND_TRIP_S = 0.1  # until measured
 MIN_RETRANSMIT_S = 0.1
 MIN_ECHO_S = 0.02
+TRACE_FRAMES = ("TRACE_CRC", "TRACE_TENSOR")  # kept in DeviceSession.traces, never answered
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class DeviceSession:
         self._device_seq: int | None = None
         self.info: DeviceInfo | None = None
         self.link = LinkStats()
+        self.traces: list[Message] = []  # a trace build's frames, in arrival order
 
     # --- connection ------------------------------------------------------------------------
 
@@ -203,6 +207,9 @@ class DeviceSession:
             self._note_device_seq(message.seq)
             if message.name == "ERROR" and message.fields["code"] == ErrorCode.HARD_FAULT:
                 raise DeviceError.from_message(message)
+            if message.name in TRACE_FRAMES:
+                self.traces.append(message)  # whatever the session waits for meanwhile
+                continue
             self._inbox.append(message)
         self.link.bad_frames_received += self._decoder.bad_frames - before
 
@@ -363,6 +370,21 @@ class DeviceSession:
 
         self._transact("RESET", covers_reset, "CREDIT after RESET")
         self._unacked.clear()
+
+    def trace_request(self, mode: str, layer: int = 0, step: int = 0) -> None:
+        """Tell a trace build what to trace from the next window on: "CRC_ONLY" (a TRACE_CRC
+        per tensor), or "DUMP" (also the tensor of (layer, step) in full). It lasts across
+        RESET. A firmware built without the trace answers DeviceError BAD_MESSAGE."""
+        modes = MESSAGES["TRACE_REQUEST"].constants
+        if mode not in modes:
+            raise ProtocolError(f"unknown trace mode {mode!r}; the protocol has {sorted(modes)}")
+        request_seq = self._seq
+
+        def covers_request(m: Message) -> bool:  # a CREDIT sent after the device took it
+            return m.name == "CREDIT" and (m.fields["ack_seq"] - request_seq) % 256 < 128
+
+        self._transact("TRACE_REQUEST", covers_request, "CREDIT after TRACE_REQUEST",
+                       mode=modes[mode], layer=layer, step=step)
 
     # --- streaming -------------------------------------------------------------------------
 

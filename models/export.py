@@ -12,6 +12,11 @@ Kernels (csrc/tag_nn*.c) are copied as they are; tag_model.[ch], the configurati
 activation tables are generated here from the model, so the C cannot drift from Python. Each
 folder also gets manifest.json (device_sim.model_sources): what the firmware build needs to know
 of the model without reading the C.
+
+Fixed-point C compiled with -DTAG_MODEL_TRACE also calls the application's hook
+`tag_model_trace(layer, step, values, width, count)` after each operation wrote its output
+(layers and steps numbered as models/tracing.py does); without the define the calls expand to
+nothing, so the normal build's code is exactly what it would be without them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from models.quantize import (
     IntPool,
     QuantizedModel,
 )
+from models.tracing import per_step_ops
 
 CSRC = Path(__file__).parent / "csrc"
 API_FILES = ("tag_model.h", "tag_model.c")
@@ -124,6 +130,15 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
     return text + f"static const tag_gru{v.suffix}_t {n} = {{{fields}}};\n"
 
 
+def _trace_op(v: _Variant, ops: list, op, step: str, values: str, count: int | str) -> list[str]:
+    """The hook call after `op` wrote `values` (fixed point only): a no-op unless the C is
+    compiled with -DTAG_MODEL_TRACE. Its layer number is the op's index in the model's ops."""
+    if v.is_float:
+        return []
+    layer = next(i for i, candidate in enumerate(ops) if candidate is op)
+    return [f"TAG_MODEL_TRACE_OP({layer}, {step}, {values}, {count}); /* {op.name} */"]
+
+
 def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]:
     """The state struct's fields and the body of tag_model_run, walking the operations."""
     fields: list[str] = []
@@ -131,11 +146,12 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
     x = "window"  # what the next operation reads
     width = window * AXES
     dense_index = 0
-    gru = next((op for op in ops if isinstance(op, IntGRU | FloatGRU)), None)
-    if gru is not None:
+    stepped = per_step_ops(ops)
+    if stepped:
         # Per-step operations (input, perceptron, GRU) run inside the loop over time.
-        per_step = ops[:ops.index(gru) + 1]
-        rest = ops[ops.index(gru) + 1:]
+        gru = ops[stepped - 1]
+        per_step = ops[:stepped]
+        rest = ops[stepped:]
         hidden = gru.hidden
         fields += [f"{v.word} x[TAG_MODEL_AXES];"]
         body += [f"{v.word} *h = model->h[0], *h_next = model->h[1];",
@@ -148,18 +164,23 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
                 body.append(f"    tag_input({sample}, TAG_MODEL_AXES, TAG_MODEL_INPUT_FRAC, "
                             f"{op.out.frac}, model->x);")
                 step_in = "model->x"
+                traced = ("model->x", "TAG_MODEL_AXES")
             elif isinstance(op, FloatInput):
                 body.append(f"    tag_input_f32({sample}, TAG_MODEL_AXES, TAG_MODEL_INPUT_FRAC, "
                             "model->x);")
                 step_in = "model->x"
+                traced = ("model->x", "TAG_MODEL_AXES")
             elif isinstance(op, IntDense | FloatDense):
                 fields.append(f"{v.word} {op.name}[{_out_dim(op)}];")
                 body.append(f"    tag_dense{v.suffix}(&{op.name}, {step_in}, model->{op.name});")
                 step_in = f"model->{op.name}"
+                traced = (step_in, str(_out_dim(op)))
             else:
                 fields.append(f"{v.word} h[2][{hidden}]; /* GRU state and next state */")
                 body += [f"    tag_gru_step{v.suffix}(&{op.name}, {step_in}, h, h_next);",
                          f"    {v.word} *swap = h; h = h_next; h_next = swap;"]
+                traced = ("h", str(hidden))  # the new state, after the swap
+            body += [f"    {line}" for line in _trace_op(v, ops, op, "t", *traced)]
         body.append("}")
         x, width = "h", hidden
     else:
@@ -171,11 +192,13 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
                 body.append(f"tag_avgpool(window, TAG_MODEL_WINDOW, TAG_MODEL_AXES, "
                             f"{op.shift}, model->pooled);")
                 x, width = "model->pooled", pooled
+                body += _trace_op(v, ops, op, "0", x, width)
             elif isinstance(op, IntInput):
                 fields.append(f"tag_q_t x[{width}];")
                 body.append(f"tag_input({x}, {width}, TAG_MODEL_INPUT_FRAC, {op.out.frac}, "
                             "model->x);")
                 x = "model->x"
+                body += _trace_op(v, ops, op, "0", x, width)
             elif isinstance(op, FloatInput):
                 pass  # the float pooling already read the counts as g
             elif isinstance(op, FloatPool):
@@ -198,6 +221,7 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
             out = f"model->act[{dense_index % 2}]"
             dense_index += 1
         body.append(f"tag_dense{v.suffix}(&{op.name}, {x}, {out});")
+        body += _trace_op(v, ops, op, "0", out, _out_dim(op))
         x = out
     fields.append("tag_logit_t logits[TAG_MODEL_CLASSES];")
     body.append(f"return tag_argmax{v.suffix}(model->logits, TAG_MODEL_CLASSES);")
@@ -209,7 +233,7 @@ def _out_dim(op: IntDense | FloatDense) -> int:
 
 
 def _model_h(v: _Variant, kind: str, window: int, class_names: tuple[str, ...], model_hash: str,
-             logit_frac: int | None, fields: list[str]) -> str:
+             logit_frac: int | None, fields: list[str], n_ops: int) -> str:
     # Class names are data from the recording: string literals that hold them, never code.
     names = ", ".join(c_string(name) for name in class_names)
     lines = [
@@ -228,6 +252,7 @@ def _model_h(v: _Variant, kind: str, window: int, class_names: tuple[str, ...], 
     ]
     if logit_frac is not None:
         lines.append(f"#define TAG_MODEL_LOGIT_FRAC {logit_frac}")
+    lines += ["", *_trace_h(v, n_ops)]
     lines += [
         "", f"typedef {v.logit} tag_logit_t;", "",
         "/* Everything the model writes; the caller owns it (static or on the stack). */",
@@ -241,6 +266,31 @@ def _model_h(v: _Variant, kind: str, window: int, class_names: tuple[str, ...], 
         "#endif /* TAG_MODEL_H */", "",
     ]
     return "\n".join(lines)
+
+
+def _trace_h(v: _Variant, n_ops: int) -> list[str]:
+    """The trace hook of tag_model.h: with -DTAG_MODEL_TRACE, the C calls tag_model_trace after
+    each operation; without, TAG_MODEL_TRACE_OP expands to nothing and the code is unchanged."""
+    if v.is_float:
+        return ["#ifdef TAG_MODEL_TRACE",
+                '#error "the float32 variant has no layer trace: trace q16 or q8"', "#endif"]
+    return [
+        "/* Layer trace (models/tracing.py): with -DTAG_MODEL_TRACE, tag_model_run calls the",
+        " * application's tag_model_trace after each operation wrote its output. layer: the",
+        " * operation's index among the model's TAG_MODEL_TRACE_LAYERS; step: the time step of",
+        " * a per-step operation (input, perceptron, GRU state), 0 for once-per-window ones;",
+        " * values: `count` int8_t or int16_t words (`width` bytes each). */",
+        f"#define TAG_MODEL_TRACE_LAYERS {n_ops}",
+        "#ifdef TAG_MODEL_TRACE",
+        "void tag_model_trace(uint8_t layer, uint16_t step, const void *values, uint8_t width,",
+        "                     uint16_t count);",
+        "#define TAG_MODEL_TRACE_OP(layer, step, values, count) \\",
+        "    tag_model_trace((uint8_t)(layer), (uint16_t)(step), (values), \\",
+        "                    (uint8_t)sizeof *(values), (uint16_t)(count))",
+        "#else",
+        "#define TAG_MODEL_TRACE_OP(layer, step, values, count) ((void)0)",
+        "#endif",
+    ]
 
 
 def _model_c(v: _Variant, kind: str, layers: str, body: list[str]) -> str:
@@ -300,7 +350,7 @@ def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | Non
         "tag_nn_config.h": _nn_config_h(model.word_bits),
         "tag_nn_tables.h": _nn_tables_h(),
         "tag_model.h": _model_h(v, model.kind, model.window, model.class_names,
-                                model.model_hash, model.logit_frac, fields),
+                                model.model_hash, model.logit_frac, fields, len(model.ops)),
         "tag_model.c": _model_c(v, model.kind, _layers_c(v, model.ops), body),
     }, ("tag_nn.h", "tag_nn.c"), manifest)
 
@@ -315,7 +365,7 @@ def export_float(net: FloatNet, folder: Path, framing: Framing | None = None,
                              derived_from)
     return _write(folder, {
         "tag_model.h": _model_h(v, net.kind, net.window, net.class_names, net.model_hash,
-                                None, fields),
+                                None, fields, len(net.ops)),
         "tag_model.c": _model_c(v, net.kind, _layers_c(v, net.ops), body),
     }, ("tag_nn_f32.h", "tag_nn_f32.c"), manifest)
 

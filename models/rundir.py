@@ -11,6 +11,7 @@ a run directory.
     c/q16/, q8/, f32/      the exported C99 with its manifest.json
     metrics.json           what each step measured, and how long it took
     build/<target>-<backend>-<variant>/     firmware built by `harness run`
+    build/<target>-<backend>-<variant>-trace/   the layer-trace firmware of `harness trace`
     reports/<target>-<backend>-<variant>[-realtime]/report.json
 
 Checkpoints are loaded with weights_only=True; everything else is JSON or npz of plain arrays.
@@ -144,6 +145,10 @@ class RunDirectory:
 
     def build_dir(self, target: str, backend: str, variant: str) -> Path:
         return self.path / "build" / _run_name(target, backend, variant)
+
+    def trace_build_dir(self, target: str, backend: str, variant: str) -> Path:
+        """Where `harness trace` builds: never the folder of the normal firmware."""
+        return self.path / "build" / f"{_run_name(target, backend, variant)}-trace"
 
     def report_dir(self, target: str, backend: str, variant: str,
                    realtime: bool = False) -> Path:

@@ -37,10 +37,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ERROR": {"code": p.ErrorCode.HARD_FAULT, "expected_seq": 0, "detail": 0x0000_0400,
               "pc": 0x0000_8123},
     "PONG": {"token": 0xDEAD_BEEF},
+    "TRACE_CRC": {"window_index": 0, "layer": 2, "step": 255, "count": 64,
+                  "crc32": 0xFFFF_FFFF},
+    "TRACE_TENSOR": {"window_index": 7, "layer": 255, "step": 65535, "offset": 116,
+                     "total": 300, "values": [(-1) ** i * (i * 281) for i in range(116)]},
     "SAMPLES": {"samples": [(-1) ** i * (i * 273) for i in range(120)]},
     "STATS_REQUEST": {},
     "PING": {"token": 0},
     "RESET": {},
+    "TRACE_REQUEST": {"mode": p.MESSAGES["TRACE_REQUEST"].constants["DUMP"], "layer": 1,
+                      "step": 300},
 }
 
 
@@ -128,7 +134,20 @@ def test_largest_frames_fit() -> None:
     samples = p.encode_frame("SAMPLES", 1, samples=[-1] * 120)
     logits = p.encode_frame("RESULT", 1, window_index=0, class_index=0, latency=0,
                             logits=[-1] * 32)
-    assert max(len(samples), len(logits)) <= p.MAX_FRAME
+    chunk = p.encode_frame("TRACE_TENSOR", 1, window_index=2**32 - 1, layer=255, step=65535,
+                           offset=65535, total=65535, values=[-1] * 116)
+    assert max(len(samples), len(logits), len(chunk)) <= p.MAX_FRAME
+
+
+def test_trace_messages_are_added_not_changed() -> None:
+    """The trace's messages leave every existing layout as it was (protocol version 1): a
+    normal build never sends them, and its answer to TRACE_REQUEST is BAD_MESSAGE."""
+    assert p.MESSAGES["TRACE_CRC"].direction == p.MESSAGES["TRACE_TENSOR"].direction \
+        == "device_to_host"
+    assert p.MESSAGES["TRACE_REQUEST"].direction == "host_to_device"
+    assert p.MESSAGES["TRACE_REQUEST"].constants == {"CRC_ONLY": 0, "DUMP": 1}
+    assert p.MESSAGES["TRACE_TENSOR"].array.element == "i16"  # the CRC's element type too
+    assert p.MESSAGES["HELLO"].body_min == 84 and p.MESSAGES["RESULT"].body_min == 10
 
 
 def test_numpy_values_are_accepted() -> None:

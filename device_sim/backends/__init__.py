@@ -81,10 +81,12 @@ class Backend(abc.ABC):
     needs_port: ClassVar[bool] = False  # the user must say where the device is
 
     def build(self, model: ModelSources, target: TargetProfile, out_dir: Path, *,
-              test_hooks: bool = False) -> Firmware:
-        """The firmware this backend runs: by default the Arm ELF for the target's platform."""
+              test_hooks: bool = False, trace: bool = False) -> Firmware:
+        """The firmware this backend runs: by default the Arm ELF for the target's platform;
+        `trace` makes the layer-trace build (harness/trace.py)."""
         platform = target.platform_for(self.name)
-        elf = build_model_firmware(model, target, platform, out_dir, test_hooks=test_hooks)
+        elf = build_model_firmware(model, target, platform, out_dir, test_hooks=test_hooks,
+                                   trace=trace)
         return Firmware(elf, elf_memory(elf), platform.uart_baud, platform.name)
 
     @abc.abstractmethod
@@ -101,11 +103,12 @@ class PreparedDevice:
 
 
 def prepare_device(backend: str, model: ModelSources, target: TargetProfile, build_dir: Path,
-                   options: DeviceOptions | None = None) -> PreparedDevice:
-    """Build what `backend` runs and make (not yet start) the device."""
+                   options: DeviceOptions | None = None, *, trace: bool = False) -> PreparedDevice:
+    """Build what `backend` runs (the layer-trace build with `trace`) and make (not yet start)
+    the device."""
     chosen = get_backend(backend)
     options = options or DeviceOptions()
-    firmware = chosen.build(model, target, build_dir)
+    firmware = chosen.build(model, target, build_dir, trace=trace)
     return PreparedDevice(chosen, firmware, chosen.device(firmware, target, options))
 
 

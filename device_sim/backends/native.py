@@ -131,9 +131,9 @@ class NativeBackend(Backend):
     tools = ("gcc",)
 
     def build(self, model: ModelSources, target: TargetProfile, out_dir: Path, *,
-              test_hooks: bool = False) -> Firmware:
-        return Firmware(build_native(model, target, out_dir, test_hooks=test_hooks), None, None,
-                        "host")
+              test_hooks: bool = False, trace: bool = False) -> Firmware:
+        return Firmware(build_native(model, target, out_dir, test_hooks=test_hooks, trace=trace),
+                        None, None, "host")
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> NativeDevice:

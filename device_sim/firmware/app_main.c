@@ -25,12 +25,18 @@
  *   PING      PONG with the same token, then CREDIT. STATS_REQUEST: STATS. RESET: the ring,
  *             the window index and the sample count start again from zero; CREDIT(W).
  *   faults    tag_fault_report() sends ERROR(HARD_FAULT, detail = CFSR, pc); the platform stops.
+ *   trace     only with TAG_MODEL_TRACE (a fixed-point model): the model calls tag_model_trace
+ *             after each operation (models/export.py), and the application sends TRACE_CRC for
+ *             every tensor, and the tensor itself as TRACE_TENSOR chunks when a TRACE_REQUEST
+ *             asked for a dump of its (layer, step); all before the window's RESULT, so they
+ *             are part of what the inference costs (a trace build's latency means nothing).
+ *             TRACE_REQUEST: CREDIT. Without TAG_MODEL_TRACE, TRACE_REQUEST is BAD_MESSAGE.
  *
  * Compile-time inputs: the platform (platform.h), the generated protocol header (tag_proto.h),
  * the exported model (tag_model.h) and -D definitions from device_sim/appbuild.py:
- * TAG_TARGET_NAME, TAG_BUILD_ID, TAG_SAMPLE_RATE_MHZ, TAG_HOP, TAG_CLOCK_HZ, TAG_WINDOW and,
- * for tests only, TAG_TEST_HOOKS (a SAMPLES frame whose first sample is TAG_TEST_FAULT_SAMPLE
- * makes a deliberate bus fault).
+ * TAG_TARGET_NAME, TAG_BUILD_ID, TAG_SAMPLE_RATE_MHZ, TAG_HOP, TAG_CLOCK_HZ, TAG_WINDOW,
+ * TAG_MODEL_TRACE for a trace build and, for tests only, TAG_TEST_HOOKS (a SAMPLES frame whose
+ * first sample is TAG_TEST_FAULT_SAMPLE makes a deliberate bus fault).
  *
  * No dynamic allocation: the whole state is one app_t, static in main() and passed by pointer.
  */
@@ -123,6 +129,16 @@ typedef struct {
     uint32_t overruns;   /* SAMPLES frames dropped for exceeding the credit */
 } app_stats_t;
 
+#ifdef TAG_MODEL_TRACE
+typedef struct {
+    uint8_t dump;    /* a TRACE_REQUEST asked for (layer, step) in full */
+    uint8_t layer;
+    uint16_t step;
+    tag_trace_tensor_t tensor;                /* the chunk being sent: here, not on the stack */
+    uint8_t body[TAG_TRACE_TENSOR_BODY_MAX];  /* the model's frames are below the hook's */
+} app_trace_t;
+#endif
+
 typedef struct {
     tag_rx_t rx;                                         /* frame receiver */
     tag_model_t model;                                   /* the model's working memory */
@@ -141,9 +157,13 @@ typedef struct {
     uint8_t in_gap;          /* a host frame was dropped and already reported */
     uint8_t host_heard;      /* a frame (good or bad) has come from the host: stop announcing */
     app_stats_t stats;
+#ifdef TAG_MODEL_TRACE
+    app_trace_t trace;
+#endif
 } app_t;
 
-/* The one file-scope variable: the fault handler has no other way to reach the state. */
+/* The one file-scope variable: the fault handler (and the model's trace hook) have no other
+ * way to reach the state. */
 static app_t *fault_app;
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -246,6 +266,103 @@ static int32_t logit_word(tag_logit_t logit)
     return (int32_t)logit;
 #endif
 }
+
+/* ---- layer trace ------------------------------------------------------------------------ */
+
+#ifdef TAG_MODEL_TRACE
+#if TAG_MODEL_LOGIT_FLOAT
+#error "TAG_MODEL_TRACE needs a fixed-point model (q16 or q8)"
+#endif
+#define APP_CRC32_INIT 0xFFFFFFFFu
+#define APP_CRC32_POLY 0xEDB88320u /* CRC-32/ISO-HDLC, reflected: what zlib.crc32 computes */
+
+/* Both bytes of a value as int16 little-endian, bit by bit: no table in flash for a debug
+ * build, and a few instructions per bit are nothing next to the UART. */
+static uint32_t app_crc32_i16(uint32_t crc, int16_t value)
+{
+    uint16_t bits = (uint16_t)value;
+    for (int byte = 0; byte < 2; byte++) {
+        crc ^= (uint32_t)((bits >> (8 * byte)) & 0xFFu);
+        for (int k = 0; k < 8; k++) {
+            crc = (crc >> 1) ^ (APP_CRC32_POLY & (0u - (crc & 1u)));
+        }
+    }
+    return crc;
+}
+
+/* Value i of a traced tensor of int8_t (width 1) or int16_t words, sign-extended. */
+static int16_t app_trace_value(const void *values, uint8_t width, uint16_t i)
+{
+    return width == 1u ? (int16_t)((const int8_t *)values)[i] : ((const int16_t *)values)[i];
+}
+
+/* The whole tensor as TRACE_TENSOR chunks (one, empty, for an empty tensor). */
+static void app_send_tensor(app_t *app, uint8_t layer, uint16_t step, const void *values,
+                            uint8_t width, uint16_t count)
+{
+    tag_trace_tensor_t *m = &app->trace.tensor;
+    uint16_t offset = 0u;
+    do {
+        uint16_t n = (uint16_t)(count - offset);
+        if (n > TAG_TRACE_TENSOR_VALUES_MAX_COUNT) {
+            n = TAG_TRACE_TENSOR_VALUES_MAX_COUNT;
+        }
+        m->window_index = app->window_index;
+        m->layer = layer;
+        m->step = step;
+        m->offset = offset;
+        m->total = count;
+        m->values_count = (uint8_t)n;
+        for (uint16_t i = 0u; i < n; i++) {
+            m->values[i] = app_trace_value(values, width, (uint16_t)(offset + i));
+        }
+        app_send(app, TAG_MSG_TRACE_TENSOR, app->trace.body,
+                 tag_trace_tensor_pack(m, app->trace.body));
+        offset = (uint16_t)(offset + n);
+    } while (offset < count);
+}
+
+/* The model's hook (tag_model.h): called inside tag_model_run, after operation `layer` wrote
+ * its output for time step `step`; app->window_index is still the window being classified. */
+void tag_model_trace(uint8_t layer, uint16_t step, const void *values, uint8_t width,
+                     uint16_t count)
+{
+    app_t *app = fault_app;
+    tag_trace_crc_t m;
+    uint8_t body[TAG_TRACE_CRC_BODY_MAX];
+    uint32_t crc = APP_CRC32_INIT;
+    if (app == NULL) {
+        return;
+    }
+    for (uint16_t i = 0u; i < count; i++) {
+        crc = app_crc32_i16(crc, app_trace_value(values, width, i));
+    }
+    m.window_index = app->window_index;
+    m.layer = layer;
+    m.step = step;
+    m.count = count;
+    m.crc32 = crc ^ APP_CRC32_INIT;
+    app_send(app, TAG_MSG_TRACE_CRC, body, tag_trace_crc_pack(&m, body));
+    if (app->trace.dump && layer == app->trace.layer && step == app->trace.step) {
+        app_send_tensor(app, layer, step, values, width, count);
+    }
+}
+
+/* TRACE_REQUEST: kept until the next one (RESET leaves it); returns -1 if malformed. */
+static int app_on_trace_request(app_t *app, const uint8_t *body, size_t len)
+{
+    tag_trace_request_t request;
+    if (tag_trace_request_unpack(body, len, &request) != 0
+        || (request.mode != TAG_TRACE_REQUEST_CRC_ONLY && request.mode != TAG_TRACE_REQUEST_DUMP)) {
+        return -1;
+    }
+    app->trace.dump = request.mode == TAG_TRACE_REQUEST_DUMP;
+    app->trace.layer = request.layer;
+    app->trace.step = request.step;
+    app_send_credit(app);
+    return 0;
+}
+#endif
 
 /* ---- the stream ------------------------------------------------------------------------- */
 
@@ -393,6 +510,13 @@ static void app_on_frame(app_t *app)
         app_send_credit(app);
         return;
     }
+#ifdef TAG_MODEL_TRACE
+    case TAG_MSG_TRACE_REQUEST:
+        if (app_on_trace_request(app, body, len) != 0) {
+            break;
+        }
+        return;
+#endif
     default:
         break;
     }

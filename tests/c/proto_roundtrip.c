@@ -34,10 +34,13 @@ static int repack(uint8_t type, const uint8_t *body, size_t len, uint8_t *out, s
     case TAG_MSG_STATS: ROUNDTRIP(stats);
     case TAG_MSG_ERROR: ROUNDTRIP(error);
     case TAG_MSG_PONG: ROUNDTRIP(pong);
+    case TAG_MSG_TRACE_CRC: ROUNDTRIP(trace_crc);
+    case TAG_MSG_TRACE_TENSOR: ROUNDTRIP(trace_tensor);
     case TAG_MSG_SAMPLES: ROUNDTRIP(samples);
     case TAG_MSG_STATS_REQUEST: ROUNDTRIP(stats_request);
     case TAG_MSG_PING: ROUNDTRIP(ping);
     case TAG_MSG_RESET: ROUNDTRIP(reset);
+    case TAG_MSG_TRACE_REQUEST: ROUNDTRIP(trace_request);
     default: return 0;
     }
 }
