@@ -25,7 +25,7 @@ from pathlib import Path
 
 from device_sim import crossbuild, toolchain
 from device_sim.errors import FramingMismatchError, ModelSourcesError, SampleRateError
-from device_sim.model_sources import VARIANTS, ModelSources
+from device_sim.model_sources import TRACE_HOOK, VARIANTS, ModelSources
 from device_sim.protocol import LINK_HEADER, LINK_SOURCE, generate_c_header, write_c_header
 from device_sim.targets import Platform, TargetProfile
 
@@ -63,6 +63,10 @@ def _checked(model: ModelSources, target: TargetProfile, trace: bool = False) ->
     if trace and model.manifest.logit_type == "float32":
         raise ModelSourcesError(f"{model.folder}: the float32 variant has no layer trace; "
                                 "trace a fixed-point variant (q16 or q8)")
+    if trace and TRACE_HOOK not in (model.folder / "tag_model.c").read_text():
+        raise ModelSourcesError(f"{model.folder} was exported before the layer trace existed "
+                                "(its tag_model.c reports no layer): run `harness export` on "
+                                "the run directory again")
     check_framing(model, target)
 
 

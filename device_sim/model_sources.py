@@ -19,6 +19,9 @@ from device_sim.targets import Framing
 VARIANTS = ("q16", "q8", "f32")  # the exported models: 16- and 8-bit fixed point, float32
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
+# The macro the exported tag_model.c calls after each operation (models/export.py): C without it
+# was exported before the layer trace existed, and a trace build of it would report nothing.
+TRACE_HOOK = "TAG_MODEL_TRACE_OP"
 API_HEADER = "tag_model.h"
 
 

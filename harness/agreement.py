@@ -242,6 +242,7 @@ class RunReport:
     # One per window: id, bout, animal, label, device, float (classes; device None if lost),
     # exact (None for float32) and latency.
     window_results: list[dict[str, Any]] = field(default_factory=list)
+    trace_command: str | None = None  # what traces the first mismatching window layer by layer
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # where it was written
 
@@ -520,5 +521,12 @@ def format_report(report: RunReport) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [title, "-" * len(title)]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
+    if report.first_mismatch is not None:
+        window = report.window_results[report.first_mismatch]["id"] \
+            if report.window_results else "?"
+        lines.append(f"first mismatch with the integer reference: window "
+                     f"{report.first_mismatch} (bout:offset {window})"
+                     + (f"; trace it layer by layer: {report.trace_command}"
+                        if report.trace_command else ""))
     lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)

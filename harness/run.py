@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,7 @@ class RunOptions:
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
 
 
-def _bouts_to_stream(recording: Recording, window: int, hop: int,
+def bouts_to_stream(recording: Recording, window: int, hop: int,
                      max_windows: int | None) -> list[np.ndarray]:
     """Sample indices of each bout long enough for a window, up to max_windows windows."""
     chosen, windows = [], 0
@@ -67,6 +68,18 @@ def _bouts_to_stream(recording: Recording, window: int, hop: int,
         raise NothingToStreamError(f"{recording.source}: no bout holds one window of {window} "
                                    "samples")
     return chosen
+
+
+def streamed_windows(recording: Recording, bouts: list[np.ndarray], window: int,
+                     hop: int) -> Windows:
+    """The windows of the bouts as a device sees them streamed one after the other: numbered
+    from 0 in that order, as a run report (and `harness trace`) numbers them."""
+    streamed = np.concatenate(bouts)
+    sub = Recording(accel_g=recording.accel_g[streamed], labels=recording.labels[streamed],
+                    class_names=recording.class_names, animals=recording.animals[streamed],
+                    bouts=np.repeat(np.arange(len(bouts)), [len(b) for b in bouts]),
+                    rate_hz=recording.rate_hz, source=recording.source)
+    return make_windows(sub, window, hop)
 
 
 def recording_fingerprint(recording: Recording) -> str:
@@ -105,6 +118,14 @@ def model_summary(manifest, quantized: QuantizedModel | None, layers: list[dict[
     return {"hash": manifest.model_hash, "kind": manifest.kind, "variant": manifest.variant,
             "word_bits": quantized.word_bits, "param_bytes": quantized.param_bytes,
             "formats": tensor_formats(quantized), "layers": layers}
+
+
+def trace_command(run_dir: Path | str, target: str, backend: str, variant: str,
+                  window: int) -> str:
+    """The command line that traces `window` of a run layer by layer (harness/trace.py),
+    for a report to point at."""
+    return " ".join(["harness", "trace", shlex.quote(str(run_dir)), "--target", target,
+                     "--backend", backend, "--variant", variant, "--window", str(window)])
 
 
 def faulty(url: str, faults: str | None) -> str:
@@ -147,15 +168,11 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     model = run.model_sources(options.variant)
     check_framing(model, profile)
     window, hop = profile.window, profile.hop
+    from_heldout = recording is None
     recording = recording or run.heldout()
     limits = Thresholds.resolve(profile, options.overrides)
-    bouts = _bouts_to_stream(recording, window, hop, options.max_windows)
-    streamed = np.concatenate(bouts)
-    sub = Recording(accel_g=recording.accel_g[streamed], labels=recording.labels[streamed],
-                    class_names=recording.class_names, animals=recording.animals[streamed],
-                    bouts=np.repeat(np.arange(len(bouts)), [len(b) for b in bouts]),
-                    rate_hz=recording.rate_hz, source=recording.source)
-    windows = make_windows(sub, window, hop)
+    bouts = bouts_to_stream(recording, window, hop, options.max_windows)
+    windows = streamed_windows(recording, bouts, window, hop)
     # The references first: a damaged run directory is refused before any device starts.
     int_reference, quantized, layers = None, None, []
     student = run.load_model(run.deployed_student())
@@ -211,5 +228,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                 "artefact": str(prepared.firmware.path)})
     report = evaluate(device_run, profile, window_set(recording, bouts, windows), float_logits,
                       int_reference, limits, summary)
+    if report.first_mismatch is not None and from_heldout:  # trace numbers held-out windows
+        report.trace_command = trace_command(run.path, options.target, options.backend,
+                                             options.variant, report.first_mismatch)
     report.write(folder / "report.json")
     return report

@@ -13,12 +13,11 @@ names the element and both values:
 
 Windows are numbered as `harness run` numbers them: the held-out recording's bouts streamed one
 after the other (harness/run.py), so the window a run report names is the window traced here.
-trace_command() spells the command line that does it.
+harness.run.trace_command() spells the command line that does it.
 """
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,10 +37,15 @@ from harness.errors import (
     NothingToStreamError,
     ProtocolError,
 )
-from harness.run import RunOptions, _bouts_to_stream, check_device, faulty
+from harness.run import (
+    RunOptions,
+    bouts_to_stream,
+    check_device,
+    faulty,
+    streamed_windows,
+)
 from harness.session import DeviceSession
 from models.quantize import QuantizedModel, counts_from_g
-from models.recordings import Recording, make_windows
 from models.rundir import FIXED_POINT_VARIANTS, RunDirectory
 from models.tracing import TracedLayer, TracedTensor, reference_tensors, traced_layers
 
@@ -135,14 +139,8 @@ def heldout_window(run: RunDirectory, profile: TargetProfile, index: int) -> np.
     `harness run` numbers the windows it streams (every bout long enough, in turn)."""
     recording = run.heldout()
     window, hop = profile.window, profile.hop
-    bouts = _bouts_to_stream(recording, window, hop, None)
-    # As harness/run.py streams them: the bouts one after the other, renumbered.
-    streamed = np.concatenate(bouts)
-    sub = Recording(accel_g=recording.accel_g[streamed], labels=recording.labels[streamed],
-                    class_names=recording.class_names, animals=recording.animals[streamed],
-                    bouts=np.repeat(np.arange(len(bouts)), [len(b) for b in bouts]),
-                    rate_hz=recording.rate_hz, source=recording.source)
-    windows = make_windows(sub, window, hop)
+    windows = streamed_windows(recording, bouts_to_stream(recording, window, hop, None),
+                               window, hop)
     if not 0 <= index < len(windows.x):
         raise NothingToStreamError(f"{run.path}: the held-out recording has {len(windows.x)} "
                                    f"windows (0 to {len(windows.x) - 1}), not a window {index}")
@@ -348,8 +346,3 @@ def trace_window(run_dir: Path, target: str, backend: str, variant: str = "q16",
     return report
 
 
-def trace_command(run_dir: Path | str, target: str, backend: str, variant: str,
-                  window: int) -> str:
-    """The command line that traces `window` of a run, for a report to point at."""
-    return " ".join(["harness", "trace", shlex.quote(str(run_dir)), "--target", target,
-                     "--backend", backend, "--variant", variant, "--window", str(window)])

@@ -31,7 +31,7 @@ import numpy as np
 
 from device_sim import toolchain
 from device_sim.errors import ToolchainError
-from device_sim.model_sources import ModelManifest, write_manifest
+from device_sim.model_sources import TRACE_HOOK, ModelManifest, write_manifest
 from device_sim.names import c_comment, c_string
 from device_sim.targets import Framing
 from models import fixedpoint
@@ -136,7 +136,7 @@ def _trace_op(v: _Variant, ops: list, op, step: str, values: str, count: int | s
     if v.is_float:
         return []
     layer = next(i for i, candidate in enumerate(ops) if candidate is op)
-    return [f"TAG_MODEL_TRACE_OP({layer}, {step}, {values}, {count}); /* {op.name} */"]
+    return [f"{TRACE_HOOK}({layer}, {step}, {values}, {count}); /* {op.name} */"]
 
 
 def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]:
@@ -284,11 +284,11 @@ def _trace_h(v: _Variant, n_ops: int) -> list[str]:
         "#ifdef TAG_MODEL_TRACE",
         "void tag_model_trace(uint8_t layer, uint16_t step, const void *values, uint8_t width,",
         "                     uint16_t count);",
-        "#define TAG_MODEL_TRACE_OP(layer, step, values, count) \\",
+        f"#define {TRACE_HOOK}(layer, step, values, count) \\",
         "    tag_model_trace((uint8_t)(layer), (uint16_t)(step), (values), \\",
         "                    (uint8_t)sizeof *(values), (uint16_t)(count))",
         "#else",
-        "#define TAG_MODEL_TRACE_OP(layer, step, values, count) ((void)0)",
+        f"#define {TRACE_HOOK}(layer, step, values, count) ((void)0)",
         "#endif",
     ]
 

@@ -9,6 +9,7 @@ at, and the element whose device and reference values differ.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
 import shutil
@@ -25,17 +26,17 @@ from elftools.elf.elffile import ELFFile
 from device_sim import crossbuild
 from device_sim.appbuild import build_model_firmware
 from device_sim.backends import prepare_device
-from device_sim.model_sources import ModelSources
+from device_sim.model_sources import TRACE_HOOK, ModelSources
 from device_sim.protocol import MESSAGES
 from device_sim.targets import Framing, load_target
 from harness.cli import build_parser, main
 from harness.errors import DeviceError, HarnessError, ModelSourcesError, NothingToStreamError
+from harness.run import trace_command
 from harness.session import DeviceSession
 from harness.trace import (
     TraceReport,
     compare,
     heldout_window,
-    trace_command,
     trace_device,
     trace_window,
 )
@@ -173,6 +174,20 @@ def test_the_float_variant_is_refused(tmp_path, tiny_students):
         build_model_firmware(ModelSources.load(folder), target, target.platform_for("qemu"),
                              tmp_path / "build", trace=True)
     assert '#error "the float32 variant has no layer trace' in (folder / "tag_model.h").read_text()
+
+
+def test_c_exported_before_the_trace_existed_is_refused_not_traced_silently(tmp_path,
+                                                                           tiny_students):
+    net = fold_student(tiny_students["mlp"], CLASSES, TOY_WINDOW)
+    folder = export_quantized(quantize(net, np.zeros((4, TOY_WINDOW, 3)), 16), tmp_path / "q16",
+                              Framing(62.5, TOY_WINDOW, 64, "eartag"))
+    source = folder / "tag_model.c"
+    source.write_text("\n".join(line for line in source.read_text().splitlines()
+                                if TRACE_HOOK not in line) + "\n")  # as an older export wrote it
+    target = dataclasses.replace(load_target("eartag"), window=TOY_WINDOW)
+    with pytest.raises(ModelSourcesError, match="exported before the layer trace existed"):
+        build_model_firmware(ModelSources.load(folder), target, target.platform_for("qemu"),
+                             tmp_path / "build", trace=True)
 
 
 def _text_sections(obj: Path) -> dict[str, bytes]:
@@ -358,3 +373,20 @@ def test_the_trace_command_exits_0_when_equal_and_2_on_a_bad_window(hil_run_dir,
     assert "windows (0 to" in capsys.readouterr().err
     with pytest.raises(NothingToStreamError):
         heldout_window(RunDirectory(hil_run_dir), hil_target, -1)
+
+
+@pytest.mark.hil(backend="qemu")
+@pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
+def test_a_run_that_differs_from_the_reference_points_at_the_trace_that_names_the_layer(
+        run_copy, capsys):
+    break_dense(RunDirectory(run_copy).c_dir("q16"), "perceptron")
+    assert main(["run", str(run_copy), "--backend", "qemu", "--max-windows", "2"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads((RunDirectory(run_copy).report_dir("eartag", "qemu", "q16")
+                         / "report.json").read_text())
+    assert report["first_mismatch"] == 0
+    command = report["trace_command"]
+    assert command == trace_command(run_copy, "eartag", "qemu", "q16", 0)
+    assert f"trace it layer by layer: {command}" in out
+    assert main(shlex.split(command)[1:]) == 1  # what the report says to run, as it says it
+    assert "first divergence: layer 1 (perceptron) at step" in capsys.readouterr().out
