@@ -452,7 +452,7 @@ def _number(value: Any) -> str:
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
                                   and abs(value) >= 100):
         return f"{int(value):,}"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"  # scores, or days and µJ
 
 
 def _delta(change: FigureChange) -> str:
