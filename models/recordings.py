@@ -12,11 +12,12 @@ and a folder of CSV files, one per labelled bout, whose label and animal are in 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,10 @@ def load_table(path: str | Path, columns: TableColumns = TableColumns(), units: 
     per_unit = _g_per_unit(path, units, scale)
     axes = [columns.x, columns.y, columns.z]
     text = [columns.label] if columns.animal is None else [columns.label, columns.animal]
-    data = _read_columns(path, axes, text, columns.time)
+    # The option of `harness train` that names each column: --x-column for TableColumns.x.
+    options = {getattr(columns, f.name): f"--{f.name}-column" for f in fields(TableColumns)
+               if getattr(columns, f.name)}
+    data = _read_columns(path, axes, text, columns.time, options)
     n = len(data[columns.label])
     if columns.animal is None:
         animals = np.full(n, _stem(path), dtype=object)
@@ -171,7 +175,10 @@ def load_bouts(folder: str | Path,
             folder, f"pattern {pattern!r} is not a regular expression: {error}") from None
     needed = {"animal"} if label_from == "folder" else {"animal", "label"}
     if missing := sorted(needed - set(regex.groupindex)):
-        raise RecordingError(folder, f"pattern {pattern!r} lacks the named group(s) {missing}")
+        groups = " and ".join(f"(?P<{group}>...)" for group in sorted(needed))
+        raise RecordingError(folder, f"--bout-pattern {pattern!r} lacks the named group(s) "
+                                     f"{missing}: with --label-from {label_from} it needs "
+                                     f"{groups}")
 
     files = sorted(p for p in folder.rglob("*")
                    if p.name.lower().endswith(_CSV_SUFFIXES) and p.is_file())
@@ -181,8 +188,9 @@ def load_bouts(folder: str | Path,
     for file in files:
         match = regex.search(file.name)
         if match is None:
-            raise RecordingError(file, f"file name does not match the pattern {pattern!r}")
-        data = _read_columns(file, list(axes), [], time_column)
+            raise RecordingError(file, _unmatched_name(file, pattern, label_from))
+        data = _read_columns(file, list(axes), [], time_column,
+                             dict.fromkeys(axes, "--axes") | {time_column: "--bout-time-column"})
         accel.append(np.column_stack([data[a] for a in axes]))
         if time_column is not None:
             seconds.append(data[time_column])
@@ -244,8 +252,30 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _unmatched_name(file: Path, pattern: str, label_from: str) -> str:
+    """Why a bout file's name was refused, with a --bout-pattern that would read it: the label
+    as the words before the first number of 2 to 6 digits, that number as the animal."""
+    message = f"the file name does not match --bout-pattern '{pattern}'"
+    found = re.match(r"^(?P<label>.*?)[_ -](?P<animal>\d{2,6})(?=[_ .-])", file.name)
+    if found is None:
+        return message + ("; give a regular expression with (?P<animal>...) and, unless "
+                          "--label-from folder, (?P<label>...)")
+    label = found["label"]
+    folder_label = re.sub(r"[\s_-]+", "_", file.parent.name.lower()) == \
+        re.sub(r"[\s_-]+", "_", label.lower())
+    if folder_label or label_from == "folder":
+        hint = r"--label-from folder --bout-pattern '_(?P<animal>\d{2,6})[_.]'"
+        why = f"the label from the folder {file.parent.name!r}"
+    else:
+        hint = r"--bout-pattern '^(?P<label>.+?)_(?P<animal>\d{2,6})[_.]'"
+        why = f"label {label!r}"
+    return (f"{message}; for names like this one ({why}, animal {found['animal']!r}) try "
+            f"{hint}")
+
+
 def _read_columns(path: Path, numeric: list[str], text: list[str],
-                  time: str | None) -> dict[str, np.ndarray]:
+                  time: str | None, options: dict[str, str] | None = None
+                  ) -> dict[str, np.ndarray]:
     """The named columns of a CSV or Parquet file, checked cell by cell.
 
     numeric columns come back as float64, text columns as object arrays of str, the time column
@@ -255,9 +285,9 @@ def _read_columns(path: Path, numeric: list[str], text: list[str],
     wanted = list(dict.fromkeys([*([time] if time else []), *numeric, *text]))
     is_csv = path.name.lower().endswith(_CSV_SUFFIXES)
     if is_csv:
-        frame = _read_csv(path, wanted, text)
+        frame = _read_csv(path, wanted, text, options or {})
     elif path.suffix.lower() == ".parquet":
-        frame = _read_parquet(path, wanted)
+        frame = _read_parquet(path, wanted, options or {})
     else:
         raise RecordingError(path, "unknown file type; expected .csv, .csv.gz or .parquet")
     if len(frame) == 0:
@@ -287,7 +317,8 @@ def _read_columns(path: Path, numeric: list[str], text: list[str],
     return converted
 
 
-def _read_csv(path: Path, wanted: list[str], text: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, wanted: list[str], text: list[str],
+              options: dict[str, str]) -> pd.DataFrame:
     try:
         # Only an empty cell is missing: "NA" or "None" may be a real label or animal id, and
         # in a number column the message is clearer when it quotes the text.
@@ -300,7 +331,7 @@ def _read_csv(path: Path, wanted: list[str], text: list[str]) -> pd.DataFrame:
     except (UnicodeDecodeError, EOFError, OSError) as error:
         raise RecordingError(path, f"cannot read the file: {error}") from None
     except ValueError as error:  # usecols names a column that the header lacks
-        _check_header(path, list(pd.read_csv(path, nrows=0).columns), wanted)
+        _check_header(path, list(pd.read_csv(path, nrows=0).columns), wanted, options)
         raise RecordingError(path, str(error)) from None
     # Editors often leave blank lines at the end; they are not samples.
     blank = frame.isna().all(axis=1).to_numpy()
@@ -308,19 +339,45 @@ def _read_csv(path: Path, wanted: list[str], text: list[str]) -> pd.DataFrame:
     return frame.iloc[: len(frame) - trailing]
 
 
-def _read_parquet(path: Path, wanted: list[str]) -> pd.DataFrame:
+def _read_parquet(path: Path, wanted: list[str], options: dict[str, str]) -> pd.DataFrame:
     try:
-        _check_header(path, pq.read_schema(path).names, wanted)
+        _check_header(path, pq.read_schema(path).names, wanted, options)
         return pd.read_parquet(path, columns=wanted)
     except (OSError, ValueError) as error:  # pyarrow's errors derive from these
         raise RecordingError(path, f"cannot read the Parquet file: {error}") from None
 
 
-def _check_header(path: Path, present: list[str], wanted: list[str]) -> None:
+def _check_header(path: Path, present: list[str], wanted: list[str],
+                  options: dict[str, str]) -> None:
+    """Every wanted column is in the header; else the first missing one, the option that names
+    it and the header's closest names (case-insensitive)."""
     for name in wanted:
-        if name not in present:
-            raise MissingColumnError(
-                path, f"no column {name!r}; the columns are {present}", column=name)
+        if name in present:
+            continue
+        option = options.get(name)
+        message = f"no column {name!r}" + (f" (set by {option})" if option else "")
+        close = _close_names(name, present)
+        if close:
+            message += f"; the closest in the header: {', '.join(map(repr, close))}"
+            if option == "--axes":
+                axes = [next(iter(_close_names(a, present)), a) for a in wanted
+                        if options.get(a) == "--axes"]
+                message += f"; try --axes {','.join(axes)}"
+            elif option:
+                message += f"; try {option} {close[0]!r}"
+        raise MissingColumnError(path, f"{message}. The columns are {present}", column=name)
+
+
+def _close_names(name: str, present: list[str]) -> list[str]:
+    """Header names like `name`: the same but for case, else those that contain it, else
+    difflib's close ones."""
+    by_lower = {p.lower(): p for p in present}
+    if name.lower() in by_lower:
+        return [by_lower[name.lower()]]
+    if containing := [p for lower, p in by_lower.items() if name.lower() in lower]:
+        return containing  # MPU9250_AY in MPU9250_ay_body
+    return [by_lower[c] for c in difflib.get_close_matches(name.lower(), by_lower, n=3,
+                                                           cutoff=0.6)]
 
 
 def _as_numbers(column: pd.Series) -> np.ndarray:
@@ -448,14 +505,15 @@ def _rate(source: str, seconds: np.ndarray | None, new_segment: np.ndarray,
                               f"not {rate_hz}")
     if seconds is None:
         if rate_hz is None:
-            raise SampleRateError(f"{source}: no time column, so pass rate_hz")
+            raise SampleRateError(f"{source}: no time column to take the sample rate from: "
+                                  "give it with --source-rate HZ")
         return float(rate_hz)
     steps = np.diff(seconds)[~new_segment[1:]]
     steps = steps[steps > 0]
     if len(steps) == 0:
         if rate_hz is None:
             raise SampleRateError(f"{source}: no two samples in time order to infer the sample "
-                                  "rate from; pass rate_hz")
+                                  "rate from; give it with --source-rate HZ")
         return float(rate_hz)
     # Time stamps are printed with a few digits, so keep six significant ones (62.5, not 62.4999).
     implied = float(f"{1.0 / np.median(steps):.6g}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_table_with_datetime_strings_infers_rate_and_splits_on_gaps(tmp_path: Pa
 
 def test_table_without_time_column_needs_rate(tmp_path: Path) -> None:
     path = _write(tmp_path / "r.csv", "x,y,z,label,animal\n0,0,1,a,A\n0,0,1,a,A\n0,0,1,b,A\n")
-    with pytest.raises(SampleRateError, match="rate_hz"):
+    with pytest.raises(SampleRateError, match="give it with --source-rate HZ"):
         load_table(path, TableColumns(time=None))
     rec = load_table(path, TableColumns(time=None), rate_hz=50)
     assert rec.rate_hz == 50.0 and rec.bouts.tolist() == [0, 0, 1]
@@ -216,7 +217,8 @@ def test_missing_column_names_it_the_file_and_the_columns_present(tmp_path: Path
 
     message = str(caught.value)
     assert caught.value.column == "z" and f"no_z{suffix}" in message
-    assert "no column 'z'" in message and "'acc_z'" in message and "'label'" in message
+    assert "no column 'z' (set by --z-column)" in message and "'label'" in message
+    assert "the closest in the header: 'acc_z'; try --z-column 'acc_z'" in message
 
 
 def test_empty_and_header_only_files_are_refused(tmp_path: Path) -> None:
@@ -289,7 +291,7 @@ def test_bout_file_not_matching_the_pattern_is_named(bout_folder: Path) -> None:
     _bout_file(bout_folder / "Walking" / "walk-1217.csv", [0.0, 0.1])
     with pytest.raises(RecordingError) as caught:
         load_bouts(bout_folder)
-    assert "walk-1217.csv" in str(caught.value) and "does not match the pattern" in str(
+    assert "walk-1217.csv" in str(caught.value) and "does not match --bout-pattern" in str(
         caught.value)
     assert r"(?P<animal>[^_]+)" in str(caught.value)
 
@@ -520,3 +522,47 @@ def test_db_cow_walking_loads(db_cow_walking: Path) -> None:
     assert len(outliers) >= 10 and all(m > 5.0 for m in outliers.values())
     assert "animal 1319:" in describe_bouts(rec, outliers)
     assert describe_bouts(rec, outliers).count("animal ") == 1
+
+
+def _own_layout(folder: Path) -> Path:
+    """Bouts laid out unlike db-cow-walking: label folders with spaces, the animal after the
+    label in the file name, other header names."""
+    for label in ("active mount", "head nodding"):
+        for animal in ("2321", "2322"):
+            path = folder / label / f"{label.replace(' ', '_')}_{animal}_20231007_73640.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows = "".join(f"{t / 10:.1f},0.1,0.2,9.8\n" for t in range(40))
+            path.write_text("TIME,MPU9250_ax_body,MPU9250_ay_body,MPU9250_az_body\n" + rows)
+    return folder
+
+
+def test_each_bout_folder_error_names_the_option_and_a_value_that_fixes_it(tmp_path: Path):
+    """A new user's recording, read by following each error's advice in turn."""
+    folder = _own_layout(tmp_path / "own")
+    with pytest.raises(RecordingError) as caught:
+        load_bouts(folder)
+    advice = str(caught.value)
+    assert "does not match --bout-pattern" in advice and "--label-from folder" in advice
+    pattern = re.search(r"--bout-pattern '([^']+)'$", advice)[1]
+    with pytest.raises(MissingColumnError) as caught:
+        load_bouts(folder, pattern=pattern, label_from="folder")
+    assert "(set by --bout-time-column)" in str(caught.value)
+    assert "try --bout-time-column 'TIME'" in str(caught.value)
+    with pytest.raises(MissingColumnError) as caught:
+        load_bouts(folder, pattern=pattern, label_from="folder", time_column="TIME")
+    axes = re.search(r"try --axes (\S+)\. ", str(caught.value))[1].split(",")
+    assert axes == ["MPU9250_ax_body", "MPU9250_ay_body", "MPU9250_az_body"]
+    rec = load_bouts(folder, pattern=pattern, label_from="folder", time_column="TIME",
+                     axes=tuple(axes))
+    assert rec.class_names == ("active mount", "head nodding")
+    assert sorted(set(rec.animals.tolist())) == ["2321", "2322"]
+
+
+def test_a_pattern_without_its_groups_and_a_missing_rate_name_their_options(tmp_path: Path):
+    folder = _own_layout(tmp_path / "own")
+    with pytest.raises(RecordingError, match=r"--bout-pattern .* needs \(\?P<animal>"):
+        load_bouts(folder, pattern=r"_(?P<label>\d+)_", label_from="file")
+    with pytest.raises(SampleRateError, match="give it with --source-rate HZ"):
+        load_bouts(folder, pattern=r"_(?P<animal>\d{2,6})[_.]", label_from="folder",
+                   time_column=None, axes=("MPU9250_ax_body", "MPU9250_ay_body",
+                                           "MPU9250_az_body"))
