@@ -287,6 +287,14 @@ class RunReport:
 
 # --- the four checks -----------------------------------------------------------------------------
 
+def exact_windows(run: DeviceRun, int_reference: np.ndarray | None) -> list[bool | None]:
+    """Per window, whether the device's logits equal the integer reference bit for bit; None
+    where no result came back or there is no integer reference (float32)."""
+    return [None if int_reference is None or logits is None
+            else bool(np.array_equal(logits, int_reference[i]))
+            for i, logits in enumerate(run.logits)]
+
+
 def check_exactness(run: DeviceRun, int_reference: np.ndarray | None, float_logits: np.ndarray,
                     limits: Thresholds) -> tuple[Exactness, list[str]]:
     """Fixed point: the share of windows whose logits equal the integer reference bit for bit.
@@ -296,8 +304,7 @@ def check_exactness(run: DeviceRun, int_reference: np.ndarray | None, float_logi
         device_logits = np.stack([run.logits[i] for i in np.flatnonzero(got)])
         error = float(np.abs(device_logits - float_logits[got]).max())
         return Exactness(None, None, error), []
-    exact = np.array([g and np.array_equal(run.logits[i], int_reference[i])
-                      for i, g in enumerate(got)])
+    exact = np.array([bool(e) for e in exact_windows(run, int_reference)])
     fraction = float(exact[got].mean()) if got.any() else 0.0
     wrong = np.flatnonzero(got & ~exact)
     first = int(wrong[0]) if len(wrong) else None
@@ -416,15 +423,12 @@ def window_results(run: DeviceRun, float_logits: np.ndarray, windows: WindowSet,
                    int_reference: np.ndarray | None) -> list[dict[str, Any]]:
     """What each window got: the device's class beside the float model's and the label."""
     float_class = float_logits.argmax(axis=1)
-    rows = []
-    for i, window_id in enumerate(windows.ids):
-        logits = run.logits[i]
-        exact = None if int_reference is None or logits is None else bool(
-            np.array_equal(logits, int_reference[i]))
-        rows.append({"id": window_id, "bout": windows.bouts[i], "animal": windows.animals[i],
-                     "label": int(windows.labels[i]), "device": run.class_index[i],
-                     "float": int(float_class[i]), "exact": exact, "latency": run.latency[i]})
-    return rows
+    return [{"id": window_id, "bout": windows.bouts[i], "animal": windows.animals[i],
+             "label": int(windows.labels[i]), "device": run.class_index[i],
+             "float": int(float_class[i]), "exact": exact, "latency": run.latency[i]}
+            for i, (window_id, exact) in enumerate(zip(windows.ids,
+                                                       exact_windows(run, int_reference),
+                                                       strict=True))]
 
 
 def check_memory(run: DeviceRun, profile: TargetProfile) -> tuple[Memory, list[str]]:

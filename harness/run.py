@@ -31,6 +31,7 @@ from models.quantize import (
 )
 from models.recordings import Recording, Windows, make_windows
 from models.rundir import RunDirectory
+from models.students import count_parameters
 from models.training import predict_logits
 
 
@@ -112,12 +113,12 @@ def model_summary(manifest, quantized: QuantizedModel | None, layers: list[dict[
                   float_param_bytes: int) -> dict[str, Any]:
     """What ran, for a baseline: hash, kind, word length, parameter bytes, every tensor's Q
     format and the per-layer numeric view on the streamed windows."""
+    what = {"hash": manifest.model_hash, "kind": manifest.kind, "variant": manifest.variant}
     if quantized is None:
-        return {"hash": manifest.model_hash, "kind": manifest.kind, "variant": manifest.variant,
-                "word_bits": 32, "param_bytes": float_param_bytes, "formats": {}, "layers": []}
-    return {"hash": manifest.model_hash, "kind": manifest.kind, "variant": manifest.variant,
-            "word_bits": quantized.word_bits, "param_bytes": quantized.param_bytes,
-            "formats": tensor_formats(quantized), "layers": layers}
+        return what | {"word_bits": 32, "param_bytes": float_param_bytes, "formats": {},
+                       "layers": []}
+    return what | {"word_bits": quantized.word_bits, "param_bytes": quantized.param_bytes,
+                   "formats": tensor_formats(quantized), "layers": layers}
 
 
 def trace_command(run_dir: Path | str, target: str, backend: str, variant: str,
@@ -183,8 +184,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         int_reference = quantized.run(counts)
         net = fold_student(student, tuple(model.manifest.class_names), window)
         layers = [layer.to_dict() for layer in layer_numerics(net, quantized, counts)]
-    summary = model_summary(model.manifest, quantized, layers,
-                            4 * sum(p.numel() for p in student.parameters()))
+    summary = model_summary(model.manifest, quantized, layers, 4 * count_parameters(student))
 
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
