@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import tomllib
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from device_sim.targets import TargetProfile
-from harness.errors import ReportError, ThresholdError
+from harness.errors import AssessmentWarning, ReportError, ThresholdError
 from models.metrics import classification_metrics
 
 SCHEMA_VERSION = 3  # of report.json; bump when a field changes meaning or goes away
@@ -122,6 +123,7 @@ class WindowSet:
     labels: np.ndarray
     class_names: tuple[str, ...]
     recording: dict[str, Any]  # source, fingerprint (of the whole recording), rate_hz
+    selection: dict[str, Any] = field(default_factory=dict)  # how they were chosen (plan_stream)
 
 
 # --- the report's sections -----------------------------------------------------------------------
@@ -243,6 +245,11 @@ class RunReport:
     # exact (None for float32) and latency.
     window_results: list[dict[str, Any]] = field(default_factory=list)
     trace_command: str | None = None  # what traces the first mismatching window layer by layer
+    selection: dict[str, Any] = field(default_factory=dict)  # all windows, or a sample of them
+    windows_per_class: dict[str, int] = field(default_factory=dict)  # every class, 0 if absent
+    windows_per_animal: dict[str, int] = field(default_factory=dict)
+    # What this run could not check, and why: a pass says nothing about these.
+    not_assessed: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # where it was written
 
@@ -271,9 +278,11 @@ class RunReport:
                    | {"per_class": [ClassScores(**c) for c in data.get("per_class", [])]})
 
     @property
-    def mcc_assessed(self) -> bool:
-        """MCC says something only over windows of two classes or more."""
-        return sum(1 for c in self.per_class if c.windows) >= 2
+    def scores_assessed(self) -> bool:
+        """Accuracy and MCC say something about a model only over windows of two classes or
+        more: over one class, a model that always answers it scores 1.0, one that never does
+        0.0."""
+        return scores_assessed(self.per_class)
 
     @classmethod
     def read(cls, path: Path) -> RunReport:
@@ -461,6 +470,12 @@ def evaluate(run: DeviceRun, profile: TargetProfile, windows: WindowSet,
     latency, latency_failures = check_latency(run, profile, limits)
     memory, memory_failures = check_memory(run, profile)
     failures = [*exact_failures, *agreement_failures, *latency_failures, *memory_failures]
+    energy = energy_figures(latency, profile)
+    per_class = per_class_scores(run, float_logits, windows)
+    unassessed = not_assessed(per_class, exactness, latency, energy)
+    if not scores_assessed(per_class):  # the one that makes a pass look like more than it is
+        warnings.warn(f"{profile.name} {run.variant}: {unassessed[0]}", AssessmentWarning,
+                      stacklevel=2)
     return RunReport(
         target=profile.name, backend=run.backend, platform=run.platform, variant=run.variant,
         counter_unit=run.counter_unit, realtime=run.realtime,
@@ -477,9 +492,39 @@ def evaluate(run: DeviceRun, profile: TargetProfile, windows: WindowSet,
         link=run.link, device=run.device, thresholds=limits,
         passed=not failures, failures=failures, model=model or {},
         recording=windows.recording, class_names=list(windows.class_names),
-        per_class=per_class_scores(run, float_logits, windows),
-        energy=energy_figures(latency, profile),
-        window_results=window_results(run, float_logits, windows, int_reference))
+        per_class=per_class, energy=energy,
+        window_results=window_results(run, float_logits, windows, int_reference),
+        selection=windows.selection,
+        windows_per_class={name: int(np.sum(windows.labels == i))
+                           for i, name in enumerate(windows.class_names)},
+        windows_per_animal={animal: windows.animals.count(animal)
+                            for animal in sorted(set(windows.animals))},
+        not_assessed=unassessed)
+
+
+def scores_assessed(per_class: list[ClassScores]) -> bool:
+    """Whether the windows that came back hold two classes or more (RunReport.scores_assessed)."""
+    return sum(1 for c in per_class if c.windows) >= 2
+
+
+def not_assessed(per_class: list[ClassScores], exactness: Exactness, latency: Latency,
+                 energy: EnergyFigures) -> list[str]:
+    """What a run could not check, each with why; the scores over windows of one class first."""
+    scored = [c for c in per_class if c.windows]
+    found = []
+    if not scores_assessed(per_class):
+        which = f"class {scored[0].name!r}" if scored else "no class (no window came back)"
+        found.append(f"accuracy and MCC: every window that came back is of {which}, so they "
+                     "say nothing about the model; stream windows of two classes or more "
+                     "(a --max-windows sample is stratified by class)")
+    if exactness.int_exact_fraction is None:
+        found.append("integer exactness: the float32 variant has no integer reference")
+    if not latency.checked:
+        found.append(f"latency budget and deadline: {latency.unit} of the host say nothing "
+                     "about the tag")
+    if not energy.assessed:
+        found.append(f"energy: {energy.why_not}")
+    return found
 
 
 def format_report(report: RunReport) -> str:
@@ -497,9 +542,12 @@ def format_report(report: RunReport) -> str:
         ("integer exactness", exact),
         ("top-1 agreement with float", f"{report.float_top1_agreement:.4f}"),
         ("accuracy device / float",
-         f"{report.accuracy.device:.3f} / {report.accuracy.float:.3f}"),
+         f"{report.accuracy.device:.3f} / {report.accuracy.float:.3f}"
+         if report.scores_assessed else f"{NOT_ASSESSED} (windows of one class)"),
         ("MCC device / float", f"{report.mcc.device:.3f} / {report.mcc.float:.3f}"
-         if report.mcc_assessed else f"{NOT_ASSESSED} (windows of one class)"),
+         if report.scores_assessed else f"{NOT_ASSESSED} (windows of one class)"),
+        ("windows per class", _counts(report.windows_per_class)),
+        ("windows per animal", _counts(report.windows_per_animal)),
         (f"latency p50 / p99 / max ({unit})", f"{lat.p50:,} / {lat.p99:,} / {lat.max:,}"),
     ]
     if lat.checked:
@@ -532,5 +580,16 @@ def format_report(report: RunReport) -> str:
                      f"{report.first_mismatch} (bout:offset {window})"
                      + (f"; trace it layer by layer: {report.trace_command}"
                         if report.trace_command else ""))
+    if report.selection.get("method", "all") != "all":
+        chosen = report.selection
+        lines.append(f"windows: {chosen['windows']:,} of {chosen['of']:,}, {chosen['method']} "
+                     f"(seed {chosen['seed']})")
+    lines += [f"{NOT_ASSESSED}: {what}" for what in report.not_assessed]
     lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """'Grazing 12, Resting 0 (absent), Walking 9'."""
+    return ", ".join(f"{name} {n}" + (" (absent)" if n == 0 else "")
+                     for name, n in counts.items()) or "none"

@@ -83,11 +83,13 @@ class Snapshot:
     @classmethod
     def of_report(cls, report: RunReport) -> Snapshot:
         lat, mem, energy = report.latency, report.memory, report.energy
+        scored = report.scores_assessed  # else accuracy and MCC are not figures to compare
         figures = {
             "windows": report.windows, "missed_windows": report.missed_windows,
-            "accuracy_device": report.accuracy.device, "accuracy_float": report.accuracy.float,
-            "mcc_device": report.mcc.device if report.mcc_assessed else None,
-            "mcc_float": report.mcc.float if report.mcc_assessed else None,
+            "accuracy_device": report.accuracy.device if scored else None,
+            "accuracy_float": report.accuracy.float if scored else None,
+            "mcc_device": report.mcc.device if scored else None,
+            "mcc_float": report.mcc.float if scored else None,
             "float_top1_agreement": report.float_top1_agreement,
             "int_exact_fraction": report.int_exact_fraction,
             "latency_unit": lat.unit, "latency_checked": lat.checked,

@@ -1,5 +1,6 @@
 """`harness`: the command line of the pipeline.
 
+    harness inspect  DATA [recording options] [--plot FILE]   (before training: what is read)
     harness train    --data PATH | --synthetic  --out RUN_DIR  [--epochs N] [--seed N] ...
     harness quantize RUN_DIR [--bits 16 8]
     harness export   RUN_DIR
@@ -24,6 +25,7 @@ import json
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from typing import Any
 from device_sim.backends import DEFAULT_BACKEND, backend_names, registry
 from device_sim.model_sources import VARIANTS
 from device_sim.targets import DEFAULT_TARGET, load_target, target_names
-from harness.errors import HarnessError
+from harness.errors import AssessmentWarning, HarnessError, RecordingWarning
 from harness.run import RunOptions
 from harness.target_table import FIXED_POINT_WINDOWS, FLOAT_WINDOWS
 from models.config import (
@@ -230,7 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           file=sys.stderr)
     options = TrainOptions(framing, _model_sizes(args), _train_config(args),
                            held_out=args.held_out, held_out_fraction=args.held_out_fraction,
-                           multi_level=args.multi_level)
+                           stratify_split=args.stratify_split, multi_level=args.multi_level)
     metrics = train_run(recording, args.out, options, replace=args.force)
     for name in ("teacher", "student_kd", "student_no_kd", "student_mlkd"):
         if name not in metrics:
@@ -240,6 +242,24 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"MCC {m['mcc']:.3f}")
     print(f"held-out animals: {', '.join(metrics['data']['held_out_animals'])}; "
           f"run directory: {args.out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """What the loader sees, before any training; 0 whatever it finds (the findings are for a
+    person), 2 when the recording cannot be read."""
+    from models.inspection import format_inspection, inspect_recording, plot_inspection
+
+    if args.recording is not None:
+        args.data = args.recording
+    elif args.data is None and not args.synthetic:
+        raise HarnessError("give the recording to inspect: harness inspect DATA (a table or a "
+                           "folder of bouts), or --synthetic")
+    found = inspect_recording(_data_source(args), _framing(args), args.held_out,
+                              args.held_out_fraction, args.seed, args.stratify_split)
+    print(format_inspection(found))
+    if args.plot is not None:
+        print(f"plot: {plot_inspection(found, args.plot)}")
     return 0
 
 
@@ -337,7 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         recording = _data_source(args).load(load_target(args.target).sample_rate_hz, args.seed)
     options = RunOptions(target=args.target, backend=args.backend, variant=args.variant,
                          realtime=args.realtime, port=args.port, max_windows=args.max_windows,
-                         timeout=args.timeout, link_faults=args.link_faults,
+                         seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
                          report=args.report)
     baseline = None
@@ -345,7 +365,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.baseline import Tolerances, load_snapshot
         baseline = load_snapshot(args.baseline)
         tolerances = Tolerances.resolve(baseline.target, dict(args.tolerance))
-    report = run_on_device(args.run_dir, options, recording)
+    run_dir = args.run_dir
+    if args.retarget:
+        from harness.target_table import retarget
+        run_dir = retarget(run_dir, load_target(args.target))
+        if run_dir != args.run_dir:
+            print(f"retargeted to {args.target}: {run_dir}", file=sys.stderr)
+    report = run_on_device(run_dir, options, recording)
     print(format_report(report))
     print(f"report: {report.path}")
     if baseline is None:
@@ -499,6 +525,18 @@ def _add_framing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=COUNT, help="override the target's hop (samples)")
 
 
+def _add_split_options(parser: argparse.ArgumentParser) -> None:
+    split = parser.add_argument_group("animal split")
+    split.add_argument("--held-out", type=_str_tuple, metavar="ID,ID",
+                       help="animals to evaluate on (default: a seeded share of them)")
+    split.add_argument("--held-out-fraction", type=OPEN_SHARE,
+                       default=_default(TrainOptions, "held_out_fraction"),
+                       help="share of the animals held out when --held-out is not given")
+    split.add_argument("--stratify-split", action="store_true",
+                       help="without --held-out, hold out the animals that put the most "
+                            "classes on both sides of the split (harness inspect shows it)")
+
+
 def _add_tolerance_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=_threshold, action="append", default=[],
                         metavar="NAME=VALUE",
@@ -533,17 +571,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
                        help="the run directory to write")
     _add_framing_options(train)
-    train.add_argument("--held-out", type=_str_tuple, metavar="ID,ID",
-                       help="animals to evaluate on (default: a seeded share of them)")
-    train.add_argument("--held-out-fraction", type=OPEN_SHARE,
-                       default=_default(TrainOptions, "held_out_fraction"),
-                       help="share of the animals held out when --held-out is not given")
+    _add_split_options(train)
     _add_model_options(train, _default(TrainOptions, "sizes"), _default(TrainOptions, "train"))
     train.add_argument("--multi-level", action="store_true",
                        help="also train a student by multi-level (stage-feature) KD")
     train.add_argument("--force", action="store_true",
                        help="replace the run in --out (its models, C and reports go)")
     train.set_defaults(func=cmd_train)
+
+    inspect = command("inspect", "what the loader sees in a recording, before any training: "
+                                 "bouts, rate, classes by animals, plausibility, the split")
+    inspect.add_argument("recording", nargs="?", type=Path, metavar="DATA",
+                         help="a table (CSV or Parquet) or a folder of labelled bouts")
+    _add_data_options(inspect, required=False)
+    _add_framing_options(inspect)
+    _add_split_options(inspect)
+    inspect.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"),
+                         help="seed of the split (as `harness train --seed`)")
+    inspect.add_argument("--plot", type=Path, metavar="FILE",
+                         help="also draw classes per animal and time per class to this PNG")
+    inspect.set_defaults(func=cmd_inspect)
 
     evaluate = command("evaluate",
                        "leave-one-animal-out: the model pipeline once per held-out animal")
@@ -621,10 +668,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the model variant to run")
     run.add_argument("--realtime", action="store_true",
                      help="send samples at the sensor's rate instead of as fast as allowed")
+    run.add_argument("--retarget", action="store_true",
+                     help="a run trained at another rate (same window): run its weights on "
+                          "the held-out recording resampled to the target's rate, from "
+                          "RUN_DIR/retargeted/TARGET")
     run.add_argument("--port", help="where a physical tag is attached, for a backend that "
                                     "needs a port (e.g. --backend serial --port /dev/ttyUSB0)")
     run.add_argument("--max-windows", type=COUNT, metavar="N",
-                     help="stream only enough bouts for about N windows")
+                     help="stream a sample of N windows, stratified by class and animal and "
+                          "seeded by --seed, instead of every window")
     run.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
                      metavar="SECONDS",
                      help="longest wait for any answer from the device")
@@ -639,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compare the run with this baseline (harness baseline save); a "
                           "regression fails the run")
     _add_tolerance_option(run)
-    run.add_argument("--seed", type=int, default=0, help="seed of --synthetic")
+    run.add_argument("--seed", type=int, default=0,
+                     help="seed of the --max-windows sample and of --synthetic")
     _add_data_options(run, required=False)
     run.set_defaults(func=cmd_run)
 
@@ -719,8 +772,21 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The harness's own warnings as one line a person reads, 'harness: warning: ...'; any
+    other as Python prints it."""
+    if issubclass(category, (RecordingWarning, AssessmentWarning)):
+        print(f"harness: warning: {message}", file=file or sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _print_warning
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
@@ -735,6 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness {args.command}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:
+        warnings.showwarning = _python_showwarning
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 

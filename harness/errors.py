@@ -57,7 +57,13 @@ class RecordingMismatchError(HarnessError):
     """Two runs to compare streamed other recordings, or other windows of one."""
 
 
+class AssessmentWarning(UserWarning):
+    """A run could not check something a reader would take its pass for: accuracy and MCC over
+    windows of one class."""
+
+
 __all__ = [
+    "AssessmentWarning",
     "BaselineError",
     "DeviceError",
     "DeviceMismatchError",

@@ -16,8 +16,9 @@ import numpy as np
 
 from device_sim.appbuild import check_framing
 from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, prepare_device
+from device_sim.errors import FramingMismatchError, SampleRateError
 from device_sim.model_sources import ModelSources
-from device_sim.targets import DEFAULT_TARGET, TargetProfile, load_target
+from device_sim.targets import DEFAULT_TARGET, Framing, TargetProfile, load_target
 from harness.agreement import DeviceRun, RunReport, Thresholds, WindowSet, evaluate
 from harness.errors import DeviceMismatchError, NothingToStreamError
 from harness.session import DeviceInfo, DeviceSession, WindowResult
@@ -42,29 +43,19 @@ class RunOptions:
     variant: str = "q16"
     realtime: bool = False
     port: str | None = None  # where a physical device is (serial backend)
-    max_windows: int | None = None  # stream only enough bouts for this many windows
+    max_windows: int | None = None  # a sample of this many windows (plan_stream)
+    seed: int = 0  # of that sample
     timeout: float = 20.0
     link_faults: str | None = None  # fault:// options, e.g. "corrupt=0.01&seed=1"
     overrides: dict[str, float] = field(default_factory=dict)
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
 
 
-def bouts_to_stream(recording: Recording, window: int, hop: int,
-                     max_windows: int | None) -> list[np.ndarray]:
-    """Sample indices of each bout long enough for a window, up to max_windows windows."""
-    chosen, windows = [], 0
-    for bout in np.unique(recording.bouts):
-        index = np.flatnonzero(recording.bouts == bout)
-        if len(index) < window:
-            continue
-        n = (len(index) - window) // hop + 1
-        if max_windows is not None and windows + n > max_windows:
-            if windows == 0:  # at least one window, even from a long bout
-                keep = window + (max_windows - 1) * hop
-                chosen.append(index[:keep])
-            break
-        chosen.append(index)
-        windows += n
+def bouts_to_stream(recording: Recording, window: int) -> list[np.ndarray]:
+    """Sample indices of every bout long enough for one window, in the recording's order."""
+    starts = np.flatnonzero(np.r_[True, recording.bouts[1:] != recording.bouts[:-1]])
+    chosen = [index for index in np.split(np.arange(len(recording)), starts[1:])
+              if len(index) >= window]
     if not chosen:
         raise NothingToStreamError(f"{recording.source}: no bout holds one window of {window} "
                                    "samples")
@@ -74,13 +65,72 @@ def bouts_to_stream(recording: Recording, window: int, hop: int,
 def streamed_windows(recording: Recording, bouts: list[np.ndarray], window: int,
                      hop: int) -> Windows:
     """The windows of the bouts as a device sees them streamed one after the other: numbered
-    from 0 in that order, as a run report (and `harness trace`) numbers them."""
+    from 0 in that order."""
     streamed = np.concatenate(bouts)
     sub = Recording(accel_g=recording.accel_g[streamed], labels=recording.labels[streamed],
                     class_names=recording.class_names, animals=recording.animals[streamed],
                     bouts=np.repeat(np.arange(len(bouts)), [len(b) for b in bouts]),
                     rate_hz=recording.rate_hz, source=recording.source)
     return make_windows(sub, window, hop)
+
+
+def stratified_sample(labels: np.ndarray, animals: np.ndarray, count: int,
+                      seed: int) -> np.ndarray:
+    """`count` indices, sorted, spread as evenly as the windows allow over the classes and,
+    within each class, over its animals: classes take turns, and each class's animals take
+    turns, every cell's windows drawn in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    queues: dict[int, list[list[int]]] = {}  # class -> one shuffled queue per animal
+    for label in np.unique(labels):
+        mine = labels == label
+        cells = [list(rng.permutation(np.flatnonzero(mine & (animals == animal))))
+                 for animal in sorted(set(animals[mine].tolist()))]
+        queues[int(label)] = [cells[i] for i in rng.permutation(len(cells))]
+    picked: list[int] = []
+    while len(picked) < count and any(queues.values()):
+        for cells in queues.values():
+            if len(picked) == count or not cells:
+                continue
+            cell = cells.pop(0)  # this class's next animal ...
+            picked.append(int(cell.pop()))
+            if cell:
+                cells.append(cell)  # ... goes to the back of the class's queue
+    return np.sort(np.array(picked, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What a run streams: segments of the recording's samples, each sent as one stream, and
+    the windows they hold in the order the device answers them."""
+
+    segments: list[np.ndarray]  # sample indices into the recording
+    windows: Windows  # numbered from 0 in streaming order, as a run report numbers them
+    heldout_index: np.ndarray  # each window's number among all the recording's windows
+    selection: dict[str, Any]  # how the windows were chosen, for the report
+
+
+def plan_stream(recording: Recording, window: int, hop: int, max_windows: int | None = None,
+                seed: int = 0) -> StreamPlan:
+    """Every window of every bout long enough for one; or, with `max_windows` below that,
+    a seeded sample of them stratified by class and animal (stratified_sample), so that a
+    short run sees the classes and animals the recording has rather than its first bouts.
+    Neighbouring chosen windows of a bout are streamed as one segment."""
+    bouts = bouts_to_stream(recording, window)
+    every = streamed_windows(recording, bouts, window, hop)
+    selection = {"method": "all", "windows": len(every), "of": len(every), "seed": None}
+    if max_windows is None or max_windows >= len(every):
+        return StreamPlan(bouts, every, np.arange(len(every)), selection)
+    chosen = stratified_sample(every.y, every.animals, max_windows, seed)
+    streamed = np.concatenate(bouts)
+    # A chosen window that follows the previous one in the same bout extends its segment.
+    follows = np.r_[False, (np.diff(chosen) == 1)
+                    & (every.bouts[chosen[1:]] == every.bouts[chosen[:-1]])]
+    segments = [streamed[every.starts[run[0]]:every.starts[run[-1]] + window]
+                for run in np.split(chosen, np.flatnonzero(~follows)[1:])]
+    selection = {"method": "stratified by class and animal", "windows": len(chosen),
+                 "of": len(every), "seed": seed}
+    return StreamPlan(segments, streamed_windows(recording, segments, window, hop), chosen,
+                      selection)
 
 
 def recording_fingerprint(recording: Recording) -> str:
@@ -94,19 +144,20 @@ def recording_fingerprint(recording: Recording) -> str:
     return digest.hexdigest()[:16]
 
 
-def window_set(recording: Recording, bouts: list[np.ndarray], windows: Windows) -> WindowSet:
-    """The streamed windows named by the recording's bout and the offset in it."""
-    streamed = np.concatenate(bouts)
-    bout_starts = np.cumsum([0] + [len(b) for b in bouts])[:-1]
+def window_set(recording: Recording, plan: StreamPlan) -> WindowSet:
+    """The streamed windows named by the recording's bout and the sample they start at in it."""
+    streamed = np.concatenate(plan.segments)
     ids, bout_ids = [], []
-    for start, sub_bout in zip(windows.starts, windows.bouts, strict=True):
-        bout_id = int(recording.bouts[streamed[start]])
-        ids.append(f"{bout_id}:{int(start - bout_starts[sub_bout])}")
+    for start in plan.windows.starts:
+        sample = int(streamed[start])
+        bout_id = int(recording.bouts[sample])
+        # Bout ids run 0..B-1 in order, so a bout's first sample is where its id first appears.
+        ids.append(f"{bout_id}:{sample - int(np.searchsorted(recording.bouts, bout_id))}")
         bout_ids.append(bout_id)
-    return WindowSet(ids, bout_ids, [str(a) for a in windows.animals], windows.y,
-                     windows.class_names,
+    return WindowSet(ids, bout_ids, [str(a) for a in plan.windows.animals], plan.windows.y,
+                     plan.windows.class_names,
                      {"source": recording.source, "fingerprint": recording_fingerprint(recording),
-                      "rate_hz": recording.rate_hz})
+                      "rate_hz": recording.rate_hz}, plan.selection)
 
 
 def model_summary(manifest, quantized: QuantizedModel | None, layers: list[dict[str, Any]],
@@ -155,6 +206,28 @@ def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
                                   + ". Flash the firmware built for this run.")
 
 
+def check_run_framing(run: RunDirectory, profile: TargetProfile) -> None:
+    """A run trained for another rate, window or hop than the target's is refused, saying how
+    to retarget it (same window) or that a run must be trained for the target (other window)."""
+    framing, wanted = run.framing(), Framing.of(profile)
+    if (framing.rate_hz, framing.window, framing.hop) == (wanted.rate_hz, wanted.window,
+                                                           wanted.hop):
+        return
+    trained = (f"{run.path} was trained for {framing.target or 'a framing'} at "
+               f"{framing.rate_hz:g} Hz (window {framing.window}, hop {framing.hop}), target "
+               f"{profile.name!r} takes {wanted.rate_hz:g} Hz (window {wanted.window}, hop "
+               f"{wanted.hop})")
+    train = f"train a run for it (harness train ... --target {profile.name})"
+    if framing.window != wanted.window:
+        raise FramingMismatchError(f"{trained}: the model cannot take its windows; {train}")
+    seconds = (framing.window / framing.rate_hz, wanted.window / wanted.rate_hz)
+    raise SampleRateError(
+        f"{trained}: add --retarget to run the same weights on the held-out recording "
+        f"resampled to {wanted.rate_hz:g} Hz (in {run.path / 'retargeted' / profile.name}; "
+        f"each window then spans {seconds[1]:.2f} s instead of {seconds[0]:.2f} s, which the "
+        f"run's accuracy shows), or {train}")
+
+
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
                   progress: Callable[[WindowResult], None] | None = None) -> RunReport:
     """Stream the held-out recording (or `recording`) through the device; return the report,
@@ -166,14 +239,15 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     # nothing can read an old pass as this run's.
     (folder / "report.json").unlink(missing_ok=True)
     profile = load_target(options.target)
+    check_run_framing(run, profile)
     model = run.model_sources(options.variant)
     check_framing(model, profile)
     window, hop = profile.window, profile.hop
     from_heldout = recording is None
     recording = recording or run.heldout()
     limits = Thresholds.resolve(profile, options.overrides)
-    bouts = bouts_to_stream(recording, window, hop, options.max_windows)
-    windows = streamed_windows(recording, bouts, window, hop)
+    plan = plan_stream(recording, window, hop, options.max_windows, options.seed)
+    windows = plan.windows
     # The references first: a damaged run directory is refused before any device starts.
     int_reference, quantized, layers = None, None, []
     student = run.load_model(run.deployed_student())
@@ -198,13 +272,13 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
             baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
         info = session.info
         check_device(info, model, profile, device.url)
-        for bout in bouts:
-            counts = counts_from_g(recording.accel_g[bout])
+        for segment in plan.segments:
+            counts = counts_from_g(recording.accel_g[segment])
             rate = profile.sample_rate_hz if options.realtime else None
             t0 = time.monotonic()
             got = {r.index: r for r in session.stream(counts, rate, on_result=progress)}
             seconds += time.monotonic() - t0
-            for k in range((len(bout) - window) // hop + 1):
+            for k in range((len(segment) - window) // hop + 1):
                 result = got.get(k)
                 results.append(result)
                 # Late when it arrives after the next window's last sample was due.
@@ -226,10 +300,11 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         device={"target": info.target, "build_id": info.build_id,
                 "model_hash": info.model_hash, "model_variant": info.model_variant,
                 "artefact": str(prepared.firmware.path)})
-    report = evaluate(device_run, profile, window_set(recording, bouts, windows), float_logits,
+    report = evaluate(device_run, profile, window_set(recording, plan), float_logits,
                       int_reference, limits, summary)
     if report.first_mismatch is not None and from_heldout:  # trace numbers held-out windows
         report.trace_command = trace_command(run.path, options.target, options.backend,
-                                             options.variant, report.first_mismatch)
+                                             options.variant,
+                                             int(plan.heldout_index[report.first_mismatch]))
     report.write(folder / "report.json")
     return report

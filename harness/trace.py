@@ -39,10 +39,9 @@ from harness.errors import (
 )
 from harness.run import (
     RunOptions,
-    bouts_to_stream,
     check_device,
     faulty,
-    streamed_windows,
+    plan_stream,
 )
 from harness.session import DeviceSession
 from models.quantize import QuantizedModel, counts_from_g
@@ -139,8 +138,7 @@ def heldout_window(run: RunDirectory, profile: TargetProfile, index: int) -> np.
     `harness run` numbers the windows it streams (every bout long enough, in turn)."""
     recording = run.heldout()
     window, hop = profile.window, profile.hop
-    windows = streamed_windows(recording, bouts_to_stream(recording, window, hop, None),
-                               window, hop)
+    windows = plan_stream(recording, window, hop).windows
     if not 0 <= index < len(windows.x):
         raise NothingToStreamError(f"{run.path}: the held-out recording has {len(windows.x)} "
                                    f"windows (0 to {len(windows.x) - 1}), not a window {index}")

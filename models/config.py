@@ -76,6 +76,8 @@ class TrainOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
     held_out: tuple[str, ...] | None = None
     held_out_fraction: float = 0.25
+    # Draw the held-out animals so that as many classes as possible are on both sides.
+    stratify_split: bool = False
     multi_level: bool = False  # also train a student by multi-level (stage-feature) KD
     # Hop between training windows (default: the framing's). A wider hop trains on fewer,
     # less overlapping windows, which is cheaper; held-out windows keep the device's hop.

@@ -25,9 +25,10 @@ import numpy as np
 from device_sim.errors import HarnessError
 from device_sim.names import folder_name
 from models.config import EvaluationOptions, TrainOptions
+from models.coverage import single_animal_classes, warn_about_coverage
 from models.errors import RunDirectoryError
 from models.pipeline import MULTI_LEVEL_STUDENT, quantize_run, train_run
-from models.recordings import Recording, make_windows, merge_classes
+from models.recordings import Recording, Windows, make_windows, merge_classes
 from models.rundir import RunDirectory, read_json, write_json
 
 METRICS = ("accuracy", "macro_f1", "mcc")
@@ -150,7 +151,8 @@ def _write_plan(out: Path, recording: Recording, options: EvaluationOptions) -> 
                  "animals": sorted(set(recording.animals.tolist())),
                  "windows": len(windows),
                  "class_windows": np.bincount(windows.y,
-                                              minlength=len(recording.class_names)).tolist()},
+                                              minlength=len(recording.class_names)).tolist(),
+                 "coverage": fold_coverage(windows, recording.source)},
         "framing": dataclasses.asdict(options.framing),
         "sizes": dataclasses.asdict(options.sizes),
         "training": {k: v for k, v in dataclasses.asdict(options.train).items()
@@ -167,6 +169,16 @@ def _write_plan(out: Path, recording: Recording, options: EvaluationOptions) -> 
             raise HarnessError(f"{out} holds an evaluation with other data or options "
                                f"(see {path}); choose another --out or delete it")
     write_json(path, plan)
+
+
+def fold_coverage(windows: Windows, source: str) -> dict[str, Any]:
+    """The classes recorded on one animal, warned: the fold that holds that animal out trains
+    without them, and no other fold measures them."""
+    single = single_animal_classes(windows)
+    problems = [f"class {name!r} comes from animal {animal} only: fold {animal} trains without "
+                "it and no other fold measures its recall" for name, animal in single.items()]
+    warn_about_coverage(problems, source)
+    return {"single_animal_classes": single, "problems": problems}
 
 
 def summarize(out: Path) -> dict[str, Any]:

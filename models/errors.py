@@ -37,3 +37,7 @@ class QuantizationError(HarnessError):
 
 class RecordingWarning(UserWarning):
     """A recording loads, but part of it looks wrong (e.g. bouts that do not feel 1 g)."""
+
+
+class CoverageWarning(RecordingWarning):
+    """A split by animal leaves a class on one side only, or a class comes from one animal."""

@@ -22,6 +22,12 @@ import torch
 from device_sim.errors import HarnessError
 from fixtures.synthetic import synthetic_recording
 from models.config import WORD_LENGTHS, TrainOptions
+from models.coverage import (
+    class_coverage,
+    coverage_problems,
+    coverage_record,
+    warn_about_coverage,
+)
 from models.errors import RecordingWarning, RunDirectoryError, TooFewSamplesError
 from models.export import build_host, export_float, export_quantized, run_host
 from models.fixedpoint import activation_errors
@@ -39,6 +45,8 @@ from models.quantize import (
 from models.recordings import (
     Recording,
     TableColumns,
+    Windows,
+    covering_held_out,
     describe_bouts,
     gravity_outliers,
     load_bouts,
@@ -81,38 +89,49 @@ class DataSource:
         """The recording, resampled to rate_hz, checked for what a damaged sensor leaves
         (clipping, dropouts, a stuck axis: warned, with where) and for bouts that do not feel
         1 g (warned, or left out with drop_implausible)."""
-        recording = self._read(rate_hz, seed)
-        for fault in signal_faults(recording, WIRE_FULL_SCALE_G):
+        recording = resample(self.read(rate_hz, seed), rate_hz)
+        faults, outliers = self.plausibility(recording)
+        for fault in faults:
             warnings.warn(f"{recording.source}: {fault}", RecordingWarning, stacklevel=2)
-        outliers = gravity_outliers(recording, self.gravity_tolerance_g)
         if not outliers:
             return recording
-        found = (f"{recording.source}: {describe_bouts(recording, outliers)}, more than "
-                 f"{self.gravity_tolerance_g:g} g from the 1 g a worn sensor always feels "
-                 "(other units or another full-scale range?)")
         if not self.drop_implausible:
-            warnings.warn(f"{found}; --drop-implausible leaves them out", RecordingWarning,
-                          stacklevel=2)
+            warnings.warn(f"{recording.source}: {outliers}; --drop-implausible leaves them out",
+                          RecordingWarning, stacklevel=2)
             return recording
-        kept = subset(recording, ~np.isin(recording.bouts, list(outliers)))
-        return dataclasses.replace(kept, source=f"{recording.source}, without "
-                                                f"{describe_bouts(recording, outliers)}")
+        return self.without_implausible(recording)
 
-    def _read(self, rate_hz: float, seed: int) -> Recording:
+    def read(self, rate_hz: float, seed: int = 0) -> Recording:
+        """The recording at its own rate, as the loader reads it (the synthetic generator
+        makes it at rate_hz)."""
         if self.path is None:
             return synthetic_recording(animals=self.synthetic_animals,
                                        seconds_per_bout=self.synthetic_seconds,
                                        bouts_per_behaviour=self.synthetic_bouts,
                                        rate_hz=rate_hz, seed=seed)
         if self.path.is_dir():
-            recording = load_bouts(self.path, pattern=self.bout_pattern, axes=self.axes,
-                                   time_column=self.bout_time_column,
-                                   label_from=self.label_from, units=self.units or "m/s2",
-                                   rate_hz=self.rate_hz)
-        else:
-            recording = load_table(self.path, self.columns, units=self.units or "g",
-                                   rate_hz=self.rate_hz, scale=self.scale)
-        return resample(recording, rate_hz)
+            return load_bouts(self.path, pattern=self.bout_pattern, axes=self.axes,
+                              time_column=self.bout_time_column, label_from=self.label_from,
+                              units=self.units or "m/s2", rate_hz=self.rate_hz)
+        return load_table(self.path, self.columns, units=self.units or "g",
+                          rate_hz=self.rate_hz, scale=self.scale)
+
+    def plausibility(self, recording: Recording) -> tuple[list[str], str | None]:
+        """(what a damaged sensor left, each as a sentence; the bouts that do not feel 1 g, as
+        one sentence, or None)."""
+        faults = signal_faults(recording, WIRE_FULL_SCALE_G)
+        outliers = gravity_outliers(recording, self.gravity_tolerance_g)
+        if not outliers:
+            return faults, None
+        return faults, (f"{describe_bouts(recording, outliers)}, more than "
+                        f"{self.gravity_tolerance_g:g} g from the 1 g a worn sensor always "
+                        "feels (other units or another full-scale range?)")
+
+    def without_implausible(self, recording: Recording) -> Recording:
+        outliers = gravity_outliers(recording, self.gravity_tolerance_g)
+        kept = subset(recording, ~np.isin(recording.bouts, list(outliers)))
+        return dataclasses.replace(kept, source=f"{recording.source}, without "
+                                                f"{describe_bouts(recording, outliers)}")
 
 
 # --- the three steps ------------------------------------------------------------------------
@@ -136,12 +155,13 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
     framing = options.framing
     windows = make_windows(recording, framing.window, options.train_hop or framing.hop)
     train, _, held_out = split_by_animal(windows, options.held_out, options.held_out_fraction,
-                                         options.train.seed)
+                                         options.train.seed, options.stratify_split)
     heldout_rec = subset(recording, np.isin(recording.animals, held_out))
     test = make_windows(heldout_rec, framing.window, framing.hop)
     if len(train) == 0:
         raise TooFewSamplesError("no training windows remain after holding out "
                                  f"{', '.join(held_out)}")
+    coverage = _split_coverage(recording.source, windows, train, test, held_out, options)
     n_classes = len(recording.class_names)
     out.mkdir(parents=True, exist_ok=True)
     x_train, x_test = as_device_input(train.x), as_device_input(test.x)
@@ -182,7 +202,8 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
         "data": {"source": recording.source, "synthetic": recording.synthetic,
                  "class_names": list(recording.class_names), "rate_hz": recording.rate_hz,
                  "train_animals": train_animals, "held_out_animals": list(held_out),
-                 "train_windows": len(train), "held_out_windows": len(test)},
+                 "train_windows": len(train), "held_out_windows": len(test),
+                 "coverage": coverage},
         "framing": dataclasses.asdict(framing),
         "models": configs,
         "training": dataclasses.asdict(options.train) | {
@@ -194,6 +215,25 @@ def train_run(recording: Recording, out: Path, options: TrainOptions,
     metrics["seconds"] = {"train": round(time.perf_counter() - started, 1)}
     run.write_metrics(metrics)
     return metrics
+
+
+def _split_coverage(source: str, windows: Windows, train: Windows, test: Windows,
+                    held_out: tuple[str, ...], options: TrainOptions) -> dict[str, Any]:
+    """The split's class coverage, for config.json; its problems warned, with a held-out set
+    that covers more classes when there is one."""
+    coverage = class_coverage(train, test)
+    # One held-out animal (a leave-one-animal-out fold) seldom shows every behaviour.
+    problems = coverage_problems(coverage, held_out_absence=len(held_out) > 1)
+    hint = ""
+    if problems and not options.stratify_split:
+        better = covering_held_out(windows, len(held_out), options.train.seed)
+        train_b, test_b, _ = split_by_animal(windows, better)
+        if len(coverage_problems(class_coverage(train_b, test_b), len(better) > 1)) \
+                < len(problems):
+            hint = (f" (--stratify-split, or --held-out {','.join(better)}, puts more classes "
+                    "on both sides)")
+    warn_about_coverage(problems, source, hint)
+    return coverage_record(coverage, problems)
 
 
 def quantize_run(run_dir: Path, word_lengths: tuple[int, ...] = WORD_LENGTHS,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import itertools
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -180,8 +182,7 @@ def load_bouts(folder: str | Path,
                                      f"{missing}: with --label-from {label_from} it needs "
                                      f"{groups}")
 
-    files = sorted(p for p in folder.rglob("*")
-                   if p.name.lower().endswith(_CSV_SUFFIXES) and p.is_file())
+    files = bout_files(folder)
     if not files:
         raise RecordingError(folder, "no CSV files (*.csv, *.csv.gz) in this folder or below")
     accel, seconds, labels, animals, sizes = [], [], [], [], []
@@ -208,6 +209,12 @@ def load_bouts(folder: str | Path,
                      np.repeat(np.array(labels, dtype=object), sizes),
                      np.repeat(np.array(animals, dtype=object), sizes),
                      np.concatenate(seconds) if seconds else None, new_file, per_unit, rate_hz)
+
+
+def bout_files(folder: Path) -> list[Path]:
+    """The CSV files of a bout folder, searched recursively, sorted."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.name.lower().endswith(_CSV_SUFFIXES) and p.is_file())
 
 
 def load_recording(path: str | Path, **options: object) -> Recording:
@@ -696,12 +703,13 @@ def make_windows(rec: Recording, length: int, hop: int) -> Windows:
 
 
 def split_by_animal(windows: Windows, held_out: Sequence[str] | None = None,
-                    fraction: float = 0.25,
-                    seed: int = 0) -> tuple[Windows, Windows, tuple[str, ...]]:
+                    fraction: float = 0.25, seed: int = 0,
+                    stratify: bool = False) -> tuple[Windows, Windows, tuple[str, ...]]:
     """(train, test, held-out animals): the test windows are those of the held-out animals.
 
     Without held_out, round(fraction * animals) of them (at least 1, at most all but one) are
-    drawn with numpy's default_rng(seed).
+    drawn with numpy's default_rng(seed); with `stratify`, the draw that puts the most classes
+    on both sides is taken (covering_held_out).
     """
     present = tuple(sorted({str(a) for a in windows.animals}))
     if len(present) < 2:
@@ -711,8 +719,11 @@ def split_by_animal(windows: Windows, held_out: Sequence[str] | None = None,
         if not 0 < fraction < 1:
             raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
         count = min(max(round(fraction * len(present)), 1), len(present) - 1)
-        drawn = np.random.default_rng(seed).choice(len(present), size=count, replace=False)
-        chosen = tuple(sorted(present[i] for i in drawn))
+        if stratify:
+            chosen = covering_held_out(windows, count, seed)
+        else:
+            drawn = np.random.default_rng(seed).choice(len(present), size=count, replace=False)
+            chosen = tuple(sorted(present[i] for i in drawn))
     else:
         held_out = [held_out] if isinstance(held_out, str) else held_out
         chosen = tuple(sorted({str(a) for a in held_out}))
@@ -724,3 +735,33 @@ def split_by_animal(windows: Windows, held_out: Sequence[str] | None = None,
                                f"to train on; it names {list(chosen)} of {list(present)}")
     test = np.isin(windows.animals.astype(str), chosen)
     return windows.subset(~test), windows.subset(test), chosen
+
+
+_COVERING_DRAWS = 2000  # held-out sets tried when there are more ways than this to choose
+
+
+def covering_held_out(windows: Windows, count: int, seed: int) -> tuple[str, ...]:
+    """`count` animals to hold out so that as many classes as possible have windows on both
+    sides, then as many as possible on the training side (a class of one animal is learnt
+    rather than only tested); among equally good sets, the first in a seeded random order.
+    Every set is tried when there are at most 2000, else 2000 seeded draws."""
+    animals = sorted({str(a) for a in windows.animals})
+    has = np.zeros((len(animals), len(windows.class_names)), dtype=bool)  # [animal, class]
+    index = {a: i for i, a in enumerate(animals)}
+    has[[index[str(a)] for a in windows.animals], windows.y] = True
+    rng = np.random.default_rng(seed)
+    if math.comb(len(animals), count) <= _COVERING_DRAWS:
+        candidates = list(itertools.combinations(range(len(animals)), count))
+        candidates = [candidates[i] for i in rng.permutation(len(candidates))]
+    else:
+        candidates = [tuple(rng.choice(len(animals), size=count, replace=False))
+                      for _ in range(_COVERING_DRAWS)]
+
+    def covered(held: tuple[int, ...]) -> tuple[int, int]:
+        out = np.zeros(len(animals), dtype=bool)
+        out[list(held)] = True
+        trained = has[~out].any(axis=0)
+        return int((has[out].any(axis=0) & trained).sum()), int(trained.sum())
+
+    best = max(candidates, key=covered)  # max keeps the first of equals: the seeded order
+    return tuple(sorted(animals[i] for i in best))

@@ -31,7 +31,7 @@ from device_sim.protocol import MESSAGES
 from device_sim.targets import Framing, load_target
 from harness.cli import build_parser, main
 from harness.errors import DeviceError, HarnessError, ModelSourcesError, NothingToStreamError
-from harness.run import trace_command
+from harness.run import plan_stream, trace_command
 from harness.session import DeviceSession
 from harness.trace import (
     TraceReport,
@@ -394,8 +394,13 @@ def test_a_run_that_differs_from_the_reference_points_at_the_trace_that_names_th
     report = json.loads((RunDirectory(run_copy).report_dir("eartag", "qemu", "q16")
                          / "report.json").read_text())
     assert report["first_mismatch"] == 0
+    # The run streamed a sample of two windows; the trace numbers all the held-out windows.
+    profile = load_target("eartag")
+    sampled = plan_stream(RunDirectory(run_copy).heldout(), profile.window, profile.hop,
+                          max_windows=2, seed=0)
     command = report["trace_command"]
-    assert command == trace_command(run_copy, "eartag", "qemu", "q16", 0)
+    assert command == trace_command(run_copy, "eartag", "qemu", "q16",
+                                    int(sampled.heldout_index[0]))
     assert f"trace it layer by layer: {command}" in out
     assert main(shlex.split(command)[1:]) == 1  # what the report says to run, as it says it
     assert "first divergence: layer 1 (perceptron) at step" in capsys.readouterr().out
