@@ -282,7 +282,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     def progress(report) -> None:
         print(f"{report.target:7s} {report.backend:7s} {report.variant:4s} "
-              f"{report.latency.p50:>12,} {report.latency.unit}", file=sys.stderr)
+              f"{report.latency.p50:>12,} {report.latency.unit}  {report.path}", file=sys.stderr)
 
     table = targets_table(args.directory, args.fold, variants=args.variants,
                           max_windows=args.max_windows, float_windows=args.float_windows,
@@ -571,7 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
                        _default(EvaluationOptions, "train"))
     evaluate.set_defaults(func=cmd_evaluate)
 
-    targets = command("targets", "the same students on the host and every emulated target")
+    targets = command("targets", "the same students on the host and every emulated target: "
+                                 "accuracy, MCC, agreement, latency, memory, energy (reports in "
+                                 "RUN_DIR/reports/targets/, apart from those of harness run)")
     targets.add_argument("directory", type=Path, metavar="DIR",
                          help="an evaluation directory (harness evaluate) or a run directory")
     targets.add_argument("--fold", metavar="ID", help="the fold whose models run (default: "

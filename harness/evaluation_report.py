@@ -30,6 +30,7 @@ matplotlib.use("Agg")  # files only: no display on a CI machine
 import matplotlib.pyplot as plt
 import numpy as np
 
+from harness.agreement import NOT_ASSESSED
 from models.crossval import (
     FLOAT_MODELS,
     MULTI_LEVEL_STUDENT,
@@ -146,14 +147,15 @@ def seeds_markdown(comparison: dict[str, Any]) -> str:
 
 def targets_markdown(targets: dict[str, Any]) -> str:
     """The heterogeneous-target table (Markdown), one row per actual device run."""
-    lines = ["| student | variant | device | latency p50 | max / deadline | flash | "
-             "static RAM | stack peak | energy / inference | battery days | deadline holds | "
-             "integer exact | run passed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| student | variant | device | accuracy | MCC | top-1 agreement with float | "
+             "latency p50 | max / deadline | flash | static RAM | stack peak | "
+             "energy / inference | battery days | deadline holds | integer exact | run passed |",
+             "|---" * 16 + "|"]
     for r in targets["rows"]:
         exact = "n/a" if r["int_exact_fraction"] is None else f"{r['int_exact_fraction']:.3f}"
         lines.append(
-            f"| {r['student']} | {r['variant']} | {r['device']} | "
+            f"| {r['student']} | {r['variant']} | {r['device']} | {_score(r, 'accuracy')} | "
+            f"{_score(r, 'mcc')} | {r['float_top1_agreement']:.3f} | "
             f"{_latency(r['latency_p50'], r['latency_unit'])} | "
             f"{_percent(r['share_of_deadline'])} | "
             f"{_bytes(r['flash'], r['flash_limit'])} | {_bytes(r['ram_static'], r['ram_limit'])} "
@@ -164,6 +166,14 @@ def targets_markdown(targets: dict[str, Any]) -> str:
     lines += [f"\nNot run: {entry['device']}, which needs {entry['needs']}"
               for entry in targets.get("left_out", [])]
     return "\n".join(lines)
+
+
+def _score(row: dict[str, Any], name: str) -> str:
+    """A row's accuracy or MCC; None is a figure not assessed (windows of one class), a
+    missing key a table written before the column existed."""
+    if name not in row:
+        return "–"
+    return NOT_ASSESSED if row[name] is None else f"{row[name]:.3f}"
 
 
 def _energy(microjoules: float | None) -> str:

@@ -14,6 +14,8 @@ import torch
 
 from device_sim.targets import Framing, load_target
 from fixtures.synthetic import write_csv
+from harness import target_table
+from harness.agreement import NOT_ASSESSED, RunReport
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.evaluation_report import (
@@ -25,11 +27,13 @@ from harness.evaluation_report import (
     header,
     kd_series,
     paired_t_text,
+    targets_markdown,
     word_length_series,
     wrapped_label,
     write_report,
 )
-from harness.target_table import devices, retarget, targets_table
+from harness.run import RunOptions, run_on_device
+from harness.target_table import Device, compare_targets, devices, retarget, targets_table
 from models.config import EvaluationOptions, ModelSizes, TrainConfig
 from models.crossval import (
     compare_seeds,
@@ -40,8 +44,8 @@ from models.crossval import (
     paired_difference,
     summarize,
 )
-from models.pipeline import DataSource
-from models.rundir import load_recording_npz, read_json
+from models.pipeline import DataSource, export_run
+from models.rundir import RunDirectory, load_recording_npz, read_json
 
 FRAMING = Framing.of(load_target("eartag"))
 TINY = ModelSizes(hidden=8, perceptron=8, head=8, mlp_hidden=(8,), teacher_filters=(4, 8, 8))
@@ -359,6 +363,40 @@ def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_pa
     page = write_report(out).read_text()
     assert "The same students on every target (models of fold A01)" in page
     assert page.count(" | q16 | ") == len(rows)
+
+
+@pytest.mark.requires("gcc")
+def test_the_target_table_leaves_a_harness_run_report_alone(evaluation_dir, tmp_path,
+                                                            monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(evaluation_dir / "folds" / "A01" / "mlp", run_dir)
+    export_run(run_dir)
+    mine = run_on_device(run_dir, RunOptions(target="eartag", backend="native", variant="q16",
+                                             max_windows=3))
+    written = mine.path.read_bytes()
+    # The host row alone: what is tested is where its report goes, not the emulators.
+    monkeypatch.setattr(target_table, "devices",
+                        lambda run_target: (Device("host CPU", "native", "eartag"),))
+    [row] = compare_targets(run_dir, variants=("q16",), max_windows=3)
+    assert mine.path.read_bytes() == written
+    expected = RunDirectory(run_dir).targets_report_dir("eartag", "native", "q16")
+    assert row["report"] == str(expected / "report.json") != str(mine.path)
+    # Three windows of one bout: one class, so neither MCC nor accuracy is assessed.
+    report = RunReport.read(Path(row["report"]))
+    assert not report.mcc_assessed
+    assert (row["accuracy"], row["mcc"]) == (None, None)
+    assert row["float_top1_agreement"] == report.float_top1_agreement
+    line = targets_markdown({"rows": [row | {"student": "mlp"}]}).splitlines()[2]
+    assert f"| {NOT_ASSESSED} | {NOT_ASSESSED} | {report.float_top1_agreement:.3f} |" in line
+    # Two bouts of 16 windows each: two classes, both assessed.
+    [row] = compare_targets(run_dir, variants=("q16",), max_windows=32)
+    report = RunReport.read(Path(row["report"]))
+    assert report.mcc_assessed
+    assert (row["accuracy"], row["mcc"]) == (report.accuracy.device, report.mcc.device)
+    line = targets_markdown({"rows": [row | {"student": "mlp"}]}).splitlines()[2]
+    assert (f"| {report.accuracy.device:.3f} | {report.mcc.device:.3f} | "
+            f"{report.float_top1_agreement:.3f} |") in line
+    assert mine.path.read_bytes() == written
 
 
 def test_the_evaluate_and_report_commands_on_a_table(recording, tmp_path, capsys):
