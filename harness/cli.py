@@ -302,7 +302,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     def progress(report) -> None:
         print(f"{report.target:7s} {report.backend:7s} {report.variant:4s} "
-              f"{report.latency.p50:>12,} {report.latency.unit}", file=sys.stderr)
+              f"{report.latency.p50:>12,} {report.latency.unit}  {report.path}", file=sys.stderr)
 
     table = targets_table(args.directory, args.fold, variants=args.variants,
                           max_windows=args.max_windows, float_windows=args.float_windows,
@@ -458,6 +458,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                               TrainOptions(framing, DEMO.sizes, train),
                                               replace=True)  # the demo's own folder
         print(_model_table(metrics, quantized, export))
+        if note := demo_note(metrics, args.epochs):
+            print(note)
         for variant, windows in (("q16", args.max_windows), ("f32", args.float_windows)):
             report = run_on_device(out, RunOptions(target=name, backend=args.backend,
                                                    variant=variant, max_windows=windows))
@@ -495,6 +497,22 @@ def _model_table(metrics: dict, quantized: dict, export: dict) -> str:
     lines.append(f"{'student_kd f32 C':16s} {'':>8s} {'':>6s} {f32['top1_agreement']:15.4f} "
                  f"{'max err ' + format(f32['max_abs_logit_error'], '.1e'):>15s}")
     return "\n".join(lines)
+
+
+def demo_note(metrics: dict[str, Any], epochs: int) -> str | None:
+    """What the demo's model table cannot show, said under it when the run's recording is
+    synthetic: a teacher below its students, or KD below no KD, is then no finding."""
+    import textwrap
+
+    if not metrics["data"]["synthetic"]:
+        return None
+    return textwrap.fill(
+        f"note: these models were trained for {epochs} epoch{'s' if epochs != 1 else ''} on a "
+        "generated (synthetic) recording; a run this short cannot show what distillation "
+        "does, so a teacher below its students or KD below no KD here is no finding. For a "
+        "real comparison, run `harness evaluate --data RECORDING --out DIR` (leave one animal "
+        "out, mean ± std over folds) and `harness report DIR`.", width=96,
+        break_on_hyphens=False, break_long_words=False)
 
 
 def _default(options: type, name: str) -> Any:
@@ -618,7 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
                        _default(EvaluationOptions, "train"))
     evaluate.set_defaults(func=cmd_evaluate)
 
-    targets = command("targets", "the same students on the host and every emulated target")
+    targets = command("targets", "the same students on the host and every emulated target: "
+                                 "accuracy, MCC, agreement, latency, memory, energy (reports in "
+                                 "RUN_DIR/reports/targets/, apart from those of harness run)")
     targets.add_argument("directory", type=Path, metavar="DIR",
                          help="an evaluation directory (harness evaluate) or a run directory")
     targets.add_argument("--fold", metavar="ID", help="the fold whose models run (default: "

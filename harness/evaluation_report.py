@@ -3,10 +3,15 @@
 Reads DIR/evaluation.json (`harness evaluate`) and, when present, DIR/targets.json (`harness
 targets`); writes report.md and its plots to DIR/report/ or --out:
 
-    confusion.png     confusion matrices summed over the folds, rows normalised
+    confusion.png     confusion matrices summed over the folds: each cell the share of its
+                      row and the window count; a class with no evaluated window marked absent
     mcc_kd.png        fold-mean MCC of each student without KD, with KD and multi-level KD
     word_length.png   accuracy and MCC against word length (float32, 16-bit, 8-bit DQ)
     targets.png       latency as a share of the real-time deadline, flash and RAM per target
+
+Every mean ± std over folds is drawn clipped to the metric's range, each fold's value a point
+on it. With fewer than MIN_FOLDS_FOR_PAIRED_T folds the page says that its paired t values are
+no evidence.
 
 With --seeds DIR2 ..., evaluations of the same plan trained with other seeds, the page also
 weighs each KD gain against how far training alone moves a fold's MCC (seeds.json).
@@ -14,6 +19,8 @@ weighs each KD gain against how far training alone moves a fold's MCC (seeds.jso
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,7 @@ matplotlib.use("Agg")  # files only: no display on a CI machine
 import matplotlib.pyplot as plt
 import numpy as np
 
+from harness.agreement import NOT_ASSESSED
 from models.crossval import (
     FLOAT_MODELS,
     MULTI_LEVEL_STUDENT,
@@ -35,6 +43,13 @@ from models.rundir import read_json, write_json
 
 DPI = 80  # small PNGs: they are committed as the example in docs/
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mcc": "MCC"}
+# The range each metric can take: a mean ± std drawn past it would show impossible values.
+METRIC_BOUNDS = {"accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0), "mcc": (-1.0, 1.0)}
+# Below this many folds a paired t over folds is no evidence: it has at most 3 degrees of
+# freedom, so only |t| above 3.18 (12.7 with 2 folds) reaches 5 % two-sided, and 4 differences
+# or fewer cannot show whether they are near normal, which the test assumes.
+MIN_FOLDS_FOR_PAIRED_T = 5
+LABEL_WIDTH = 12  # characters per line of a wrapped class name on a plot axis
 
 
 def write_report(directory: Path, out: Path | None = None,
@@ -100,9 +115,9 @@ def findings(evaluation: dict[str, Any]) -> str:
         name = key.split("/")[1]
         base = "the same student without KD" if name in FLOAT_MODELS else "its float32 model"
         verdict = ("larger than" if d["exceeds_spread"] else "within")
-        t = "" if d["paired_t"] is None else f"; paired t = {d['paired_t']:.2f}"
         lines.append(f"- {describe(key)} against {base}: MCC {d['mean']:+.3f} on the fold mean "
-                     f"(± {d['std']:.3f} over folds{t}; better in {d['wins']} of {d['folds']}), "
+                     f"(± {d['std']:.3f} over folds{paired_t_text(d)}; better in {d['wins']} of "
+                     f"{d['folds']}), "
                      f"{verdict} the fold-to-fold spread of {d['fold_spread']:.3f}.")
     return "\n".join(lines)
 
@@ -120,7 +135,7 @@ def seeds_markdown(comparison: dict[str, Any]) -> str:
     lines.append("")
     for key, gain in comparison["kd"].items():
         d = gain["over_seeds"]
-        t = "" if d["paired_t"] is None else f", paired t = {d['paired_t']:.2f}"
+        t = paired_t_text(d, lead=", ")
         per_seed = ", ".join(f"{v:+.3f} (seed {s})" for v, s in
                              zip(gain["mean_per_seed"], seeds, strict=True))
         lines.append(f"- {describe(key)} against no KD: MCC {per_seed}; on the folds averaged "
@@ -132,14 +147,15 @@ def seeds_markdown(comparison: dict[str, Any]) -> str:
 
 def targets_markdown(targets: dict[str, Any]) -> str:
     """The heterogeneous-target table (Markdown), one row per actual device run."""
-    lines = ["| student | variant | device | latency p50 | max / deadline | flash | "
-             "static RAM | stack peak | energy / inference | battery days | deadline holds | "
-             "integer exact | run passed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| student | variant | device | accuracy | MCC | top-1 agreement with float | "
+             "latency p50 | max / deadline | flash | static RAM | stack peak | "
+             "energy / inference | battery days | deadline holds | integer exact | run passed |",
+             "|---" * 16 + "|"]
     for r in targets["rows"]:
         exact = "n/a" if r["int_exact_fraction"] is None else f"{r['int_exact_fraction']:.3f}"
         lines.append(
-            f"| {r['student']} | {r['variant']} | {r['device']} | "
+            f"| {r['student']} | {r['variant']} | {r['device']} | {_score(r, 'accuracy')} | "
+            f"{_score(r, 'mcc')} | {r['float_top1_agreement']:.3f} | "
             f"{_latency(r['latency_p50'], r['latency_unit'])} | "
             f"{_percent(r['share_of_deadline'])} | "
             f"{_bytes(r['flash'], r['flash_limit'])} | {_bytes(r['ram_static'], r['ram_limit'])} "
@@ -150,6 +166,14 @@ def targets_markdown(targets: dict[str, Any]) -> str:
     lines += [f"\nNot run: {entry['device']}, which needs {entry['needs']}"
               for entry in targets.get("left_out", [])]
     return "\n".join(lines)
+
+
+def _score(row: dict[str, Any], name: str) -> str:
+    """A row's accuracy or MCC; None is a figure not assessed (windows of one class), a
+    missing key a table written before the column existed."""
+    if name not in row:
+        return "–"
+    return NOT_ASSESSED if row[name] is None else f"{row[name]:.3f}"
 
 
 def _energy(microjoules: float | None) -> str:
@@ -181,35 +205,85 @@ def _bytes(value: int | None, limit: int | None = None) -> str:
     return f"{value / 1024:,.1f} KB" + (f" of {limit // 1024:,}" if limit else "")
 
 
-def markdown(evaluation: dict[str, Any], targets: dict[str, Any] | None,
-             images: list[str], seeds: dict[str, Any] | None = None) -> str:
+def evaluated_class_windows(evaluation: dict[str, Any]) -> list[int]:
+    """Held-out windows per class over the finished folds: the rows of a summed confusion
+    matrix (every model of a fold is scored on the same windows)."""
+    return np.asarray(evaluation["confusion"]["teacher"]).sum(axis=1).tolist()
+
+
+def header(evaluation: dict[str, Any]) -> str:
+    """What was evaluated: the finished folds only (evaluation.json lists no other), their
+    held-out windows per class, and the training settings."""
     data, training = evaluation["data"], evaluation["training"]
     framing = evaluation["framing"]
-    classes = ", ".join(f"{name} {n}" for name, n in zip(data["class_names"],
-                                                          data["class_windows"], strict=True))
+    folds, animals = evaluation["folds"], data["animals"]
+    names = data["class_names"]
+    held_out = ", ".join(f"{name} {n}" for name, n in zip(
+        names, evaluated_class_windows(evaluation), strict=True))
+    if len(folds) == len(animals):
+        scope = f"{len(animals)} animals; {len(folds)} folds, each holding one animal out"
+    else:  # a partial evaluation (--folds, --max-folds, or still running)
+        rest = [a for a in animals if a not in folds]
+        scope = (f"{len(animals)} animals, {len(folds)} of them held out, one fold each "
+                 f"({', '.join(folds)}); {len(rest)} animal{'s' if len(rest) > 1 else ''} "
+                 f"held out in no evaluated fold ({', '.join(rest)}), only trained on")
+    recording = ", ".join(f"{name} {n}" for name, n in zip(names, data["class_windows"],
+                                                           strict=True))
     hours = sum(evaluation["fold_seconds"]) / 3600
-    parts = [
-        "# Leave-one-animal-out evaluation",
-        f"Recording: {data['source']}. {len(data['animals'])} animals; "
-        f"{len(evaluation['folds'])} folds, each holding one animal out. Windows of "
-        f"{framing['window']} samples at {framing['rate_hz']:g} Hz, hop {framing['hop']} "
-        f"({data['windows']} windows: {classes}); training windows every "
-        f"{training['train_hop']} samples. Class imbalance: {evaluation['imbalance']}. "
+    return (
+        f"Recording: {data['source']}. {scope}. Windows of {framing['window']} samples at "
+        f"{framing['rate_hz']:g} Hz, hop {framing['hop']}: the {len(folds)} evaluated folds "
+        f"hold out {sum(evaluation['fold_windows'])} windows ({held_out}) of the recording's "
+        f"{data['windows']} ({recording}); training windows every {training['train_hop']} "
+        f"samples. Class imbalance: {evaluation['imbalance']}. "
         f"Training: at most {training['epochs']} epochs, early stopping after "
         f"{training['patience']} without a better validation loss on "
         f"{training['val_fraction']:.0%} of the training windows; KD with T = "
         f"{training['temperature']:g}, α = {training['alpha']:g}; multi-level KD adds the "
         f"teacher's three stage features with weight {training['feature_weight']:g}. "
-        f"Compute: {hours:.2f} h of fold time in all.",
+        f"Compute: {hours:.2f} h of fold time in all.")
+
+
+def few_folds_note(folds: int) -> str | None:
+    """What a paired t over `folds` folds is worth, when that is nothing; None otherwise."""
+    if folds >= MIN_FOLDS_FOR_PAIRED_T:
+        return None
+    return (f"With {folds} fold{'s' if folds != 1 else ''}, too few for a paired t-test to "
+            f"mean anything (it needs at least {MIN_FOLDS_FOR_PAIRED_T}): the t values below "
+            "are not evidence of a difference. Read the folds won and the fold-to-fold spread, "
+            "and evaluate more animals for a test.")
+
+
+def paired_t_text(difference: dict[str, Any], lead: str = "; ") -> str:
+    """'; paired t = 2.43', marked as no evidence over fewer than MIN_FOLDS_FOR_PAIRED_T folds;
+    '' where there is no t (one fold, or no spread)."""
+    if difference["paired_t"] is None:
+        return ""
+    text = f"{lead}paired t = {difference['paired_t']:.2f}"
+    if difference["folds"] < MIN_FOLDS_FOR_PAIRED_T:
+        text += f", not evidence over {difference['folds']} folds"
+    return text
+
+
+def markdown(evaluation: dict[str, Any], targets: dict[str, Any] | None,
+             images: list[str], seeds: dict[str, Any] | None = None) -> str:
+    differences = ["## What the differences say", findings(evaluation)]
+    if note := few_folds_note(len(evaluation["folds"])):
+        differences.insert(1, note)
+    parts = [
+        "# Leave-one-animal-out evaluation", header(evaluation),
         "## Fold mean ± standard deviation", headline_table(evaluation),
-        "## What the differences say", findings(evaluation),
+        *differences,
         "## MCC per fold", fold_table(evaluation),
     ]
     if seeds is not None:
         parts += ["## Seed to seed",
                   f"The same evaluation trained with seeds {', '.join(map(str, seeds['seeds']))}"
                   f" (`{'`, `'.join(seeds['directories'])}`), over the "
-                  f"{len(seeds['folds'])} folds they share.", seeds_markdown(seeds)]
+                  f"{len(seeds['folds'])} folds they share."]
+        if note := few_folds_note(len(seeds["folds"])):
+            parts.append(note)
+        parts.append(seeds_markdown(seeds))
     if targets is not None:
         fold = f" (models of fold {targets['fold']})" if targets["fold"] else ""
         parts += [f"## The same students on every target{fold}",
@@ -222,63 +296,161 @@ def markdown(evaluation: dict[str, Any], targets: dict[str, Any] | None,
     return "\n\n".join(parts) + "\n"
 
 
-# --- plots -------------------------------------------------------------------------------------
+# --- what the plots draw ----------------------------------------------------------------------
+# Each plot is drawn from a function that returns what it shows (cell texts, bars, error
+# ranges), so the tests read the figures' content rather than pixels.
 
-def plot_confusions(evaluation: dict[str, Any], path: Path) -> Path:
-    """Row-normalised confusion matrices, summed over folds, of the main models."""
+@dataclass(frozen=True)
+class ConfusionPanel:
+    """One confusion matrix as drawn: true classes down, predicted across."""
+
+    title: str
+    share: np.ndarray  # each row over its windows; NaN on an absent row
+    cells: list[list[str]]  # "0.82\n(123)": the share and the window count; "" on absent rows
+    row_labels: list[str]  # full class names; "name (absent)" for a class with no window
+    column_labels: list[str]
+    absent: list[int]  # rows of classes with no evaluated window: no recall to show
+
+
+def confusion_panel(title: str, confusion: list[list[int]],
+                    names: list[str]) -> ConfusionPanel:
+    counts = np.asarray(confusion, dtype=np.int64)
+    windows = counts.sum(axis=1)
+    absent = [i for i, n in enumerate(windows) if n == 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(windows[:, None] > 0, counts / windows[:, None], np.nan)
+    cells = [["" if i in absent else f"{share[i, j]:.2f}\n({counts[i, j]})"
+              for j in range(len(names))] for i in range(len(names))]
+    rows = [f"{name} (absent)" if i in absent else name for i, name in enumerate(names)]
+    return ConfusionPanel(title, share, cells, rows, list(names), absent)
+
+
+def confusion_panels(evaluation: dict[str, Any]) -> list[ConfusionPanel]:
+    """The teacher's and, per student kind, the KD student's float and narrowest DQ model's
+    confusion matrices summed over the folds."""
     keys = ["teacher"]
     for kind in evaluation["students"]:
         keys += [f"{kind}/student_kd", f"{kind}/q{min(evaluation['word_lengths'])}"]
     names = evaluation["data"]["class_names"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.9), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
-        cm = np.asarray(evaluation["confusion"][key], dtype=float)
-        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
-        for (i, j), value in np.ndenumerate(share):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if value > 0.6 else "black")
-        ax.set_title(describe(key), fontsize=8)
-        ax.set_xticks(range(len(names)), [n[:7] for n in names], fontsize=7, rotation=45)
-        ax.set_yticks(range(len(names)), [n[:7] for n in names], fontsize=7)
+    return [confusion_panel(describe(key), evaluation["confusion"][key], names) for key in keys]
+
+
+def clipped_errors(stats: list[dict[str, float]], metric: str) -> np.ndarray:
+    """(2, n) error bar lengths below and above each mean: ± std, cut at the metric's range."""
+    low, high = METRIC_BOUNDS[metric]
+    mean = np.array([s["mean"] for s in stats])
+    std = np.array([s["std"] for s in stats])
+    return np.stack([mean - np.maximum(mean - std, low), np.minimum(mean + std, high) - mean])
+
+
+@dataclass(frozen=True)
+class Series:
+    """Fold means of one group of models, their clipped error bars and every fold's value."""
+
+    label: str
+    keys: list[str]
+    means: list[float]
+    errors: np.ndarray  # (2, len(keys)): below, above
+    folds: list[list[float]]  # per key, the value of each fold
+
+
+def series(evaluation: dict[str, Any], label: str, keys: list[str], metric: str) -> Series:
+    stats = [evaluation["summary"][key][metric] for key in keys]
+    return Series(label, keys, [s["mean"] for s in stats], clipped_errors(stats, metric),
+                  [evaluation["per_fold"][key][metric] for key in keys])
+
+
+def kd_series(evaluation: dict[str, Any]) -> list[Series]:
+    """plot_kd's bars: per float model (no KD, KD, multi-level KD), the MCC of each student."""
+    names = [n for n in FLOAT_MODELS if evaluation["multi_level"] or n != MULTI_LEVEL_STUDENT]
+    return [series(evaluation, FLOAT_MODELS[name],
+                   [f"{kind}/{name}" for kind in evaluation["students"]], "mcc")
+            for name in names]
+
+
+def word_length_bits(evaluation: dict[str, Any]) -> list[int]:
+    return [32, *sorted(evaluation["word_lengths"], reverse=True)]
+
+
+def word_length_series(evaluation: dict[str, Any], metric: str) -> list[Series]:
+    """plot_word_length's lines: per student kind, its KD student at float32 and each DQ."""
+    bits = word_length_bits(evaluation)
+    return [series(evaluation, describe(f"{kind}/student_kd").split(",")[0],
+                   [f"{kind}/student_kd"] + [f"{kind}/q{b}" for b in bits[1:]], metric)
+            for kind in evaluation["students"]]
+
+
+# --- plots -------------------------------------------------------------------------------------
+
+def wrapped_label(label: str) -> str:
+    """A class name on lines of LABEL_WIDTH characters, broken at spaces only: all of it shows."""
+    return "\n".join(textwrap.wrap(label, LABEL_WIDTH, break_long_words=False)) or label
+
+
+def plot_confusions(evaluation: dict[str, Any], path: Path) -> Path:
+    """Confusion matrices of the main models, summed over folds: the share of each true class
+    and its window count per cell; absent classes hatched."""
+    panels = confusion_panels(evaluation)
+    n = len(evaluation["data"]["class_names"])
+    side = max(2.8, 0.75 * n)  # room for two lines of text per cell
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels) + 1.2, side + 1.4),
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        ax.imshow(np.ma.masked_invalid(panel.share), vmin=0, vmax=1, cmap="Blues")
+        for (i, j), text in np.ndenumerate(np.array(panel.cells, dtype=object)):
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if panel.share[i, j] > 0.6 else "black")
+        for i in panel.absent:  # not a recall of 0: there was nothing to recall
+            ax.add_patch(plt.Rectangle((-0.5, i - 0.5), n, 1, facecolor="0.88", hatch="///",
+                                       edgecolor="0.6", linewidth=0))
+        ax.set_title(panel.title, fontsize=8)
+        ax.set_xticks(range(n), [wrapped_label(c) for c in panel.column_labels], fontsize=7,
+                      rotation=45, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(n), [wrapped_label(r) for r in panel.row_labels]
+                      if ax is axes[0][0] else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=7)
     axes[0][0].set_ylabel("true", fontsize=7)
     return _save(fig, path)
 
 
+def _fold_points(ax: plt.Axes, x: np.ndarray, folds: list[list[float]]) -> None:
+    """Each fold's value as a point over its bar or mean."""
+    for xi, values in zip(x, folds, strict=True):
+        ax.plot([xi] * len(values), values, "o", color="black", markerfacecolor="white",
+                markersize=3, markeredgewidth=0.8, zorder=3)
+
+
 def plot_kd(evaluation: dict[str, Any], path: Path) -> Path:
-    """Fold-mean MCC ± std per student: without KD, with KD, multi-level KD; folds as dots."""
-    names = [n for n in FLOAT_MODELS if evaluation["multi_level"] or n != MULTI_LEVEL_STUDENT]
+    """Fold-mean MCC ± std (clipped to [-1, 1]) per student: without KD, with KD, multi-level
+    KD; each fold a point."""
+    groups = kd_series(evaluation)
     kinds = evaluation["students"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
-        x = np.arange(len(kinds)) + (i - (len(names) - 1) / 2) * width
-        stats = [evaluation["summary"][f"{k}/{name}"]["mcc"] for k in kinds]
-        ax.bar(x, [s["mean"] for s in stats], width, yerr=[s["std"] for s in stats],
-               capsize=3, label=FLOAT_MODELS[name])
-        for xi, kind in zip(x, kinds, strict=True):
-            folds = evaluation["per_fold"][f"{kind}/{name}"]["mcc"]
-            ax.plot([xi] * len(folds), folds, ".", color="black", markersize=3)
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    width = 0.8 / len(groups)
+    for i, group in enumerate(groups):
+        x = np.arange(len(kinds)) + (i - (len(groups) - 1) / 2) * width
+        ax.bar(x, group.means, width, yerr=group.errors, capsize=3, label=group.label,
+               error_kw={"ecolor": "0.3", "linewidth": 1})
+        _fold_points(ax, x, group.folds)
     teacher = evaluation["summary"]["teacher"]["mcc"]["mean"]
     ax.axhline(teacher, color="grey", linestyle="--", label=f"teacher {teacher:.3f}")
     ax.set_xticks(range(len(kinds)), [describe(f"{k}/student_kd").split(",")[0] for k in kinds])
-    ax.set_ylabel("MCC (fold mean ± std; dots: folds)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("MCC (fold mean ± std; points: folds)", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 
 def plot_word_length(evaluation: dict[str, Any], path: Path) -> Path:
-    """Accuracy and MCC of each KD student at float32, 16 and 8 bits (fold mean ± std)."""
-    bits = [32, *sorted(evaluation["word_lengths"], reverse=True)]
+    """Accuracy and MCC of each KD student at float32, 16 and 8 bits (fold mean ± std, clipped
+    to the metric's range; each fold a point)."""
+    bits = word_length_bits(evaluation)
     fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.8))
     for ax, metric in zip(axes, ("accuracy", "mcc"), strict=True):
-        for i, kind in enumerate(evaluation["students"]):
-            keys = [f"{kind}/student_kd"] + [f"{kind}/q{b}" for b in bits[1:]]
-            stats = [evaluation["summary"][k][metric] for k in keys]
-            ax.errorbar(np.arange(len(bits)) + 0.05 * i, [s["mean"] for s in stats],
-                        yerr=[s["std"] for s in stats], marker="o", capsize=3,
-                        label=describe(keys[0]).split(",")[0])
+        for i, line in enumerate(word_length_series(evaluation, metric)):
+            x = np.arange(len(bits)) + 0.08 * i
+            ax.errorbar(x, line.means, yerr=line.errors, marker="s", capsize=3,
+                        label=line.label)
+            _fold_points(ax, x, line.folds)
         ax.set_xticks(range(len(bits)), ["float32" if b == 32 else f"{b}-bit" for b in bits])
         ax.set_title(METRIC_NAMES[metric], fontsize=9)
     axes[0].legend(fontsize=7)

@@ -130,13 +130,21 @@ def compare_targets(run_dir: Path, variants: tuple[str, ...] = VARIANTS,
             profile = load_target(device.target)
             target_dir = retarget(run_dir, profile)
             windows = float_windows if variant == "f32" else max_windows
+            report_dir = RunDirectory(target_dir).targets_report_dir(
+                device.target, device.backend, variant)
             report = run_on_device(target_dir, RunOptions(
                 target=device.target, backend=device.backend, variant=variant,
-                max_windows=windows))
+                max_windows=windows, report=report_dir))
             if on_report:
                 on_report(report)
             rows.append(_row(device, profile, report))
     return rows
+
+
+def accuracy_assessed(report: RunReport) -> bool:
+    """Whether the run's accuracy is reported: for now only where its MCC is (windows of two
+    classes or more); the one place to switch when RunReport gives its own verdict."""
+    return report.mcc_assessed
 
 
 def _row(device: Device, profile: TargetProfile, report: RunReport) -> dict[str, Any]:
@@ -149,7 +157,11 @@ def _row(device: Device, profile: TargetProfile, report: RunReport) -> dict[str,
         "flash": memory.flash, "ram_static": memory.ram_static,
         "stack_peak": memory.stack_peak, "flash_limit": profile.flash_bytes,
         "ram_limit": profile.ram_bytes, "int_exact_fraction": report.int_exact_fraction,
-        "float_top1_agreement": report.float_top1_agreement, "passed": report.passed,
+        "float_top1_agreement": report.float_top1_agreement,
+        # None: not assessed (windows of one class), printed so rather than as a number.
+        "accuracy": report.accuracy.device if accuracy_assessed(report) else None,
+        "mcc": report.mcc.device if report.mcc_assessed else None,
+        "passed": report.passed,
         "failures": report.failures, "report": str(report.path),
         "energy_per_inference_uj": report.energy.energy_per_inference_uj,
         "battery_days": report.energy.days_with_sleep,

@@ -13,6 +13,7 @@ a run directory.
     build/<target>-<backend>-<variant>/     firmware built by `harness run`
     build/<target>-<backend>-<variant>-trace/   the layer-trace firmware of `harness trace`
     reports/<target>-<backend>-<variant>[-realtime]/report.json
+    reports/targets/<target>-<backend>-<variant>/report.json   a run of `harness targets`
 
 Checkpoints are loaded with weights_only=True; everything else is JSON or npz of plain arrays.
 """
@@ -154,6 +155,11 @@ class RunDirectory:
                    realtime: bool = False) -> Path:
         suffix = "-realtime" if realtime else ""
         return self.path / "reports" / f"{_run_name(target, backend, variant)}{suffix}"
+
+    def targets_report_dir(self, target: str, backend: str, variant: str) -> Path:
+        """Where `harness targets` writes a run's report: never over a `harness run` report
+        of the same target, backend and variant."""
+        return self.path / "reports" / "targets" / _run_name(target, backend, variant)
 
     # --- config and metrics --------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import torch
 
 from device_sim import toolchain
 from device_sim.model_sources import ModelSources
-from harness.cli import main
+from harness.cli import demo_note, main
 from models.metrics import classification_metrics
 from models.quantize import counts_from_g, g_from_counts
 from models.rundir import RunDirectory
@@ -50,6 +50,16 @@ def test_metrics_hold_every_section_the_contract_names(run_dir):
         export = metrics["export"][variant]
         assert export["windows"] > 0
         assert export["bit_exact_windows"] == export["windows"]
+
+
+@needs_gcc
+def test_the_demo_says_a_short_synthetic_run_shows_nothing_of_distillation(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    note = " ".join(demo_note(metrics, epochs=2).split())  # as one line, unwrapped
+    assert "2 epochs" in note and "synthetic" in note
+    assert "`harness evaluate --data RECORDING --out DIR`" in note and "harness report" in note
+    recorded = metrics | {"data": metrics["data"] | {"synthetic": False}}
+    assert demo_note(recorded, epochs=2) is None
 
 
 @needs_gcc

@@ -14,10 +14,26 @@ import torch
 
 from device_sim.targets import Framing, load_target
 from fixtures.synthetic import write_csv
+from harness import target_table
+from harness.agreement import NOT_ASSESSED, RunReport
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.evaluation_report import write_report
-from harness.target_table import devices, retarget, targets_table
+from harness.evaluation_report import (
+    MIN_FOLDS_FOR_PAIRED_T,
+    clipped_errors,
+    confusion_panel,
+    confusion_panels,
+    few_folds_note,
+    header,
+    kd_series,
+    paired_t_text,
+    targets_markdown,
+    word_length_series,
+    wrapped_label,
+    write_report,
+)
+from harness.run import RunOptions, run_on_device
+from harness.target_table import Device, compare_targets, devices, retarget, targets_table
 from models.config import EvaluationOptions, ModelSizes, TrainConfig
 from models.crossval import (
     compare_seeds,
@@ -26,9 +42,10 @@ from models.crossval import (
     merge_rare_classes,
     model_keys,
     paired_difference,
+    summarize,
 )
-from models.pipeline import DataSource
-from models.rundir import load_recording_npz, read_json
+from models.pipeline import DataSource, export_run
+from models.rundir import RunDirectory, load_recording_npz, read_json
 
 FRAMING = Framing.of(load_target("eartag"))
 TINY = ModelSizes(hidden=8, perceptron=8, head=8, mlp_hidden=(8,), teacher_filters=(4, 8, 8))
@@ -223,6 +240,85 @@ def test_the_report_shows_every_model_and_plot(evaluation_dir, tmp_path):
     assert "targets.png" not in text  # no targets.json yet
 
 
+def test_confusion_cells_give_share_and_count_and_absent_classes_are_marked():
+    names = ["grazing", "ruminating while lying down", "walking"]
+    panel = confusion_panel("model", [[6, 2, 0], [0, 0, 0], [1, 0, 3]], names)
+    assert panel.cells[0] == ["0.75\n(6)", "0.25\n(2)", "0.00\n(0)"]
+    assert panel.cells[2] == ["0.25\n(1)", "0.00\n(0)", "0.75\n(3)"]
+    # No window of the second class: no recall to draw, not a row of zeros.
+    assert panel.absent == [1]
+    assert panel.cells[1] == ["", "", ""] and np.isnan(panel.share[1]).all()
+    assert panel.row_labels == ["grazing", "ruminating while lying down (absent)", "walking"]
+    assert panel.column_labels == names
+    assert all(wrapped_label(name).replace("\n", " ") == name for name in panel.row_labels)
+
+
+def test_the_confusion_plots_name_every_class_in_full(evaluation_dir):
+    evaluation = read_json(evaluation_dir / "evaluation.json")
+    names = evaluation["data"]["class_names"]
+    panels = confusion_panels(evaluation)
+    assert [p.title for p in panels] == [describe(k) for k in (
+        "teacher", "gru_mlp/student_kd", "gru_mlp/q8", "mlp/student_kd", "mlp/q8")]
+    teacher = np.asarray(evaluation["confusion"]["teacher"])
+    for panel in panels:
+        assert panel.column_labels == names
+        assert [label.removesuffix(" (absent)") for label in panel.row_labels] == names
+        assert panel.absent == [i for i, n in enumerate(teacher.sum(axis=1)) if n == 0]
+    counts = [[int(cell.split("(")[1].rstrip(")")) for cell in row] for row in panels[0].cells
+              if row[0]]
+    assert counts == [row for row in teacher.tolist() if sum(row)]
+
+
+def test_error_bars_stop_at_the_metric_range_and_folds_are_points(evaluation_dir):
+    stats = [{"mean": 0.9, "std": 0.3}, {"mean": 0.1, "std": 0.3}, {"mean": 0.5, "std": 0.1}]
+    np.testing.assert_allclose(clipped_errors(stats, "accuracy"), [[0.3, 0.1, 0.1],
+                                                                   [0.1, 0.3, 0.1]])
+    np.testing.assert_allclose(clipped_errors([{"mean": -0.9, "std": 0.3}], "mcc"),
+                               [[0.1], [0.3]])
+    evaluation = read_json(evaluation_dir / "evaluation.json")
+    folds = [1.0, 0.3]  # mean + std over 1
+    for metric in ("accuracy", "mcc"):
+        evaluation["per_fold"]["gru_mlp/student_kd"][metric] = folds
+        evaluation["summary"]["gru_mlp/student_kd"][metric] = {
+            "mean": float(np.mean(folds)), "std": float(np.std(folds, ddof=1))}
+    kd = next(s for s in kd_series(evaluation) if s.label == "KD")
+    assert kd.keys[0] == "gru_mlp/student_kd" and kd.folds[0] == folds
+    assert kd.means[0] + kd.errors[1][0] == pytest.approx(1.0)
+    assert kd.means[0] - kd.errors[0][0] == pytest.approx(np.mean(folds) - np.std(folds, ddof=1))
+    for metric in ("accuracy", "mcc"):
+        line = word_length_series(evaluation, metric)[0]
+        assert line.keys[0] == "gru_mlp/student_kd" and line.folds[0] == folds
+        assert line.means[0] + line.errors[1][0] == pytest.approx(1.0)
+        assert (np.asarray(line.means) + line.errors[1] <= 1.0 + 1e-12).all()
+
+
+def test_the_header_counts_only_the_finished_folds(evaluation_dir, tmp_path):
+    out = tmp_path / "loao"
+    shutil.copytree(evaluation_dir, out)
+    (out / "folds" / "A03" / "gru_mlp").mkdir(parents=True)  # started, never finished
+    evaluation = summarize(out)
+    text = header(evaluation)
+    held_out = sum(read_json(out / "folds" / a / "fold.json")["held_out_windows"]
+                   for a in OPTIONS.folds)
+    assert "3 animals, 2 of them held out, one fold each (A01, A02)" in text
+    assert "1 animal held out in no evaluated fold (A03)" in text
+    assert f"the 2 evaluated folds hold out {held_out} windows" in text
+
+
+def test_too_few_folds_for_a_paired_t_say_it_is_no_evidence(evaluation_dir, tmp_path):
+    page = write_report(evaluation_dir, tmp_path / "report").read_text()
+    assert few_folds_note(len(OPTIONS.folds)) in page
+    evaluation = read_json(evaluation_dir / "evaluation.json")
+    for d in evaluation["mcc_differences"].values():
+        if d["paired_t"] is not None:
+            assert paired_t_text(d) in page
+            assert paired_t_text(d).endswith(f"not evidence over {len(OPTIONS.folds)} folds")
+    enough = {"paired_t": 2.5, "folds": MIN_FOLDS_FOR_PAIRED_T}
+    assert few_folds_note(MIN_FOLDS_FOR_PAIRED_T) is None
+    assert paired_t_text(enough) == "; paired t = 2.50"
+    assert paired_t_text({"paired_t": None, "folds": 1}) == ""
+
+
 def test_a_run_retargets_to_a_sensor_of_another_rate(evaluation_dir, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(evaluation_dir / "folds" / "A01" / "gru_mlp", run_dir)
@@ -267,6 +363,40 @@ def test_the_target_table_comes_from_runs_on_every_device(evaluation_dir, tmp_pa
     page = write_report(out).read_text()
     assert "The same students on every target (models of fold A01)" in page
     assert page.count(" | q16 | ") == len(rows)
+
+
+@pytest.mark.requires("gcc")
+def test_the_target_table_leaves_a_harness_run_report_alone(evaluation_dir, tmp_path,
+                                                            monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(evaluation_dir / "folds" / "A01" / "mlp", run_dir)
+    export_run(run_dir)
+    mine = run_on_device(run_dir, RunOptions(target="eartag", backend="native", variant="q16",
+                                             max_windows=3))
+    written = mine.path.read_bytes()
+    # The host row alone: what is tested is where its report goes, not the emulators.
+    monkeypatch.setattr(target_table, "devices",
+                        lambda run_target: (Device("host CPU", "native", "eartag"),))
+    [row] = compare_targets(run_dir, variants=("q16",), max_windows=3)
+    assert mine.path.read_bytes() == written
+    expected = RunDirectory(run_dir).targets_report_dir("eartag", "native", "q16")
+    assert row["report"] == str(expected / "report.json") != str(mine.path)
+    # Three windows of one bout: one class, so neither MCC nor accuracy is assessed.
+    report = RunReport.read(Path(row["report"]))
+    assert not report.mcc_assessed
+    assert (row["accuracy"], row["mcc"]) == (None, None)
+    assert row["float_top1_agreement"] == report.float_top1_agreement
+    line = targets_markdown({"rows": [row | {"student": "mlp"}]}).splitlines()[2]
+    assert f"| {NOT_ASSESSED} | {NOT_ASSESSED} | {report.float_top1_agreement:.3f} |" in line
+    # Two bouts of 16 windows each: two classes, both assessed.
+    [row] = compare_targets(run_dir, variants=("q16",), max_windows=32)
+    report = RunReport.read(Path(row["report"]))
+    assert report.mcc_assessed
+    assert (row["accuracy"], row["mcc"]) == (report.accuracy.device, report.mcc.device)
+    line = targets_markdown({"rows": [row | {"student": "mlp"}]}).splitlines()[2]
+    assert (f"| {report.accuracy.device:.3f} | {report.mcc.device:.3f} | "
+            f"{report.float_top1_agreement:.3f} |") in line
+    assert mine.path.read_bytes() == written
 
 
 def test_the_evaluate_and_report_commands_on_a_table(recording, tmp_path, capsys):
