@@ -141,12 +141,6 @@ def compare_targets(run_dir: Path, variants: tuple[str, ...] = VARIANTS,
     return rows
 
 
-def accuracy_assessed(report: RunReport) -> bool:
-    """Whether the run's accuracy is reported: for now only where its MCC is (windows of two
-    classes or more); the one place to switch when RunReport gives its own verdict."""
-    return report.mcc_assessed
-
-
 def _row(device: Device, profile: TargetProfile, report: RunReport) -> dict[str, Any]:
     latency, memory = report.latency, report.memory
     row = {
@@ -159,8 +153,8 @@ def _row(device: Device, profile: TargetProfile, report: RunReport) -> dict[str,
         "ram_limit": profile.ram_bytes, "int_exact_fraction": report.int_exact_fraction,
         "float_top1_agreement": report.float_top1_agreement,
         # None: not assessed (windows of one class), printed so rather than as a number.
-        "accuracy": report.accuracy.device if accuracy_assessed(report) else None,
-        "mcc": report.mcc.device if report.mcc_assessed else None,
+        "accuracy": report.accuracy.device if report.scores_assessed else None,
+        "mcc": report.mcc.device if report.scores_assessed else None,
         "passed": report.passed,
         "failures": report.failures, "report": str(report.path),
         "energy_per_inference_uj": report.energy.energy_per_inference_uj,
