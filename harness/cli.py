@@ -24,6 +24,7 @@ import dataclasses
 import json
 import signal
 import sys
+import textwrap
 import threading
 import warnings
 from collections.abc import Sequence
@@ -502,8 +503,6 @@ def _model_table(metrics: dict, quantized: dict, export: dict) -> str:
 def demo_note(metrics: dict[str, Any], epochs: int) -> str | None:
     """What the demo's model table cannot show, said under it when the run's recording is
     synthetic: a teacher below its students, or KD below no KD, is then no finding."""
-    import textwrap
-
     if not metrics["data"]["synthetic"]:
         return None
     return textwrap.fill(

@@ -78,6 +78,11 @@ def inspect_recording(source: DataSource, framing: Framing,
         raw = source.read(framing.rate_hz, seed)
     recording = resample(raw, framing.rate_hz)
     faults, outliers = source.plausibility(recording)
+    if outliers and source.drop_implausible:  # the table and the split are what train gets
+        recording = source.without_implausible(recording)
+        outliers += "; left out (--drop-implausible)"
+    elif outliers:
+        outliers += "; kept: --drop-implausible leaves them out"
     windows = make_windows(recording, framing.window, framing.hop)
     if source.path is None:
         layout, files = "synthetic", 0
@@ -127,9 +132,9 @@ def _cells(recording: Recording, windows) -> dict[tuple[str, str], Cell]:
 def format_inspection(found: Inspection) -> str:
     """The report `harness inspect` prints."""
     f = found.framing
-    what = {"bout folder": f"a folder of {found.files} bout files", "table": "a table",
-            "synthetic": "generated (synthetic, not animal data)"}[found.layout]
-    lines = [f"recording: {found.source} ({what})",
+    what = {"bout folder": f" (a folder of {found.files} bout files)", "table": " (a table)",
+            "synthetic": ""}[found.layout]  # a synthetic source says so itself
+    lines = [f"recording: {found.source}{what}",
              f"read: {found.bouts_read:,} bouts, {found.samples_read:,} samples at "
              f"{found.rate_found_hz:g} Hz ({_duration(found.seconds)})",
              f"resampled to {found.rate_hz:g} Hz for target {f.target or '-'}: windows of "

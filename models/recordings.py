@@ -356,23 +356,26 @@ def _read_parquet(path: Path, wanted: list[str], options: dict[str, str]) -> pd.
 
 def _check_header(path: Path, present: list[str], wanted: list[str],
                   options: dict[str, str]) -> None:
-    """Every wanted column is in the header; else the first missing one, the option that names
-    it and the header's closest names (case-insensitive)."""
-    for name in wanted:
-        if name in present:
-            continue
-        option = options.get(name)
-        message = f"no column {name!r}" + (f" (set by {option})" if option else "")
-        close = _close_names(name, present)
-        if close:
-            message += f"; the closest in the header: {', '.join(map(repr, close))}"
-            if option == "--axes":
-                axes = [next(iter(_close_names(a, present)), a) for a in wanted
-                        if options.get(a) == "--axes"]
-                message += f"; try --axes {','.join(axes)}"
-            elif option:
-                message += f"; try {option} {close[0]!r}"
-        raise MissingColumnError(path, f"{message}. The columns are {present}", column=name)
+    """Every wanted column is in the header; else one error that names every missing column,
+    the option that names it and the header's closest names (case-insensitive), and the
+    options that would read the file."""
+    missing = [name for name in wanted if name not in present]
+    if not missing:
+        return
+    found, tries = [], []
+    for name in missing:
+        option, close = options.get(name), _close_names(name, present)
+        found.append(f"no column {name!r}" + (f" (set by {option})" if option else "")
+                     + (f"; the closest in the header: {', '.join(map(repr, close))}"
+                        if close else ""))
+        if option == "--axes" and close and not any(t.startswith("--axes") for t in tries):
+            axes = [next(iter(_close_names(a, present)), a) for a in wanted
+                    if options.get(a) == "--axes"]
+            tries.append(f"--axes {','.join(axes)}")
+        elif option and option != "--axes" and close:
+            tries.append(f"{option} {close[0]!r}")
+    message = "; ".join(found) + (f"; try {' '.join(tries)}" if tries else "")
+    raise MissingColumnError(path, f"{message}. The columns are {present}", column=missing[0])
 
 
 def _close_names(name: str, present: list[str]) -> list[str]:

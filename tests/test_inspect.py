@@ -106,6 +106,7 @@ def test_inspect_reports_bouts_that_do_not_feel_one_g(tmp_path):
     found = inspect_recording(_own_source(folder), Framing.of(load_target("eartag")))
     assert found.gravity != NOTHING_FOUND
     assert "7 bouts" in found.gravity and "median |a| 0.10 to 0.10 g" in found.gravity
+    assert "kept: --drop-implausible leaves them out" in found.gravity
 
 
 # --- class coverage of a split ---------------------------------------------------------------

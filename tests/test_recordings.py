@@ -221,6 +221,20 @@ def test_missing_column_names_it_the_file_and_the_columns_present(tmp_path: Path
     assert "the closest in the header: 'acc_z'; try --z-column 'acc_z'" in message
 
 
+def test_a_table_of_other_names_is_told_every_missing_column_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "herd.csv"
+    pd.DataFrame({"t": [0.0, 0.1], "ax": 0.0, "ay": 0.0, "az": 1.0, "behaviour": "eat",
+                  "cow": "c1"}).to_csv(path, index=False)
+    with pytest.raises(MissingColumnError) as caught:
+        load_table(path)
+    message = str(caught.value)
+    for column, option in (("time", "--time-column"), ("x", "--x-column"),
+                           ("label", "--label-column"), ("animal", "--animal-column")):
+        assert f"no column {column!r} (set by {option})" in message
+    assert "; try --x-column 'ax' --y-column 'ay' --z-column 'az'. " in message
+    assert caught.value.column == "time"  # the first of them
+
+
 def test_empty_and_header_only_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"empty\.csv: the file is empty"):
         load_table(_write(tmp_path / "empty.csv", ""))
@@ -546,11 +560,12 @@ def test_each_bout_folder_error_names_the_option_and_a_value_that_fixes_it(tmp_p
     pattern = re.search(r"--bout-pattern '([^']+)'$", advice)[1]
     with pytest.raises(MissingColumnError) as caught:
         load_bouts(folder, pattern=pattern, label_from="folder")
-    assert "(set by --bout-time-column)" in str(caught.value)
-    assert "try --bout-time-column 'TIME'" in str(caught.value)
-    with pytest.raises(MissingColumnError) as caught:
-        load_bouts(folder, pattern=pattern, label_from="folder", time_column="TIME")
-    axes = re.search(r"try --axes (\S+)\. ", str(caught.value))[1].split(",")
+    advice = str(caught.value)  # every missing column at once, with what reads it
+    assert "no column 'Time' (set by --bout-time-column)" in advice
+    assert "no column 'MPU9250_AX' (set by --axes)" in advice
+    tries = re.search(r"; try --bout-time-column '(\w+)' --axes (\S+)\. ", advice)
+    assert tries[1] == "TIME"
+    axes = tries[2].split(",")
     assert axes == ["MPU9250_ax_body", "MPU9250_ay_body", "MPU9250_az_body"]
     rec = load_bouts(folder, pattern=pattern, label_from="folder", time_column="TIME",
                      axes=tuple(axes))
