@@ -87,6 +87,11 @@ def test_each_fold_holds_out_its_animal_and_its_students_share_one_teacher(evalu
             assert config["models"]["student_kd"]["kind"] == kind
             heldout = load_recording_npz(evaluation_dir / "folds" / animal / kind / "heldout.npz")
             assert set(heldout.animals) == {animal}
+            # Every animal shows every behaviour: each class is on both sides of each fold.
+            coverage = config["data"]["coverage"]
+            assert [c["name"] for c in coverage["classes"]] == config["data"]["class_names"]
+            assert all(c["train_windows"] and c["held_out_windows"]
+                       for c in coverage["classes"]) and coverage["problems"] == []
             teachers.append(torch.load(evaluation_dir / "folds" / animal / kind / "teacher.pt",
                                        weights_only=True))
         assert all(torch.equal(teachers[0][k], teachers[1][k]) for k in teachers[0])
@@ -96,6 +101,7 @@ def test_the_summary_is_the_mean_and_sample_std_over_the_folds(evaluation_dir):
     evaluation = read_json(evaluation_dir / "evaluation.json")
     folds = [read_json(evaluation_dir / "folds" / a / "fold.json") for a in OPTIONS.folds]
     assert evaluation["folds"] == list(OPTIONS.folds)
+    assert evaluation["data"]["coverage"] == {"single_animal_classes": {}, "problems": []}
     keys = model_keys(OPTIONS.students, True, (16, 8))
     assert list(evaluation["summary"]) == keys
     for key in keys:

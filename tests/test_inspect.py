@@ -135,9 +135,12 @@ def test_train_warns_of_a_class_it_never_sees_and_records_it(tmp_path):
     options = TrainOptions(framing, ModelSizes(hidden=8, perceptron=8, head=8,
                                                teacher_filters=(4, 4, 4)),
                            TrainConfig(epochs=1, progress=False), held_out=("2323",))
-    with pytest.warns(CoverageWarning, match="'head nodding' is absent from the training") as w:
+    with pytest.warns(CoverageWarning) as caught:
         train_run(recording, tmp_path / "run", options)
-    assert any("--held-out" in str(warning.message) for warning in w)  # a split that covers
+    said = [str(warning.message) for warning in caught]
+    assert any("'head nodding' is absent from the training animals" in s for s in said)
+    assert any("'head nodding' comes from one animal (2323)" in s for s in said)
+    assert all("--held-out" in s for s in said)  # each names a split that does better
     coverage = RunDirectory(tmp_path / "run").config()["data"]["coverage"]
     assert any("absent from the training animals" in p for p in coverage["problems"])
     nodding = next(c for c in coverage["classes"] if c["name"] == "head nodding")
