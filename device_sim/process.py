@@ -35,6 +35,7 @@ from typing import IO, Any
 import serial
 
 from device_sim.errors import DeviceTimeoutError, EmulatorError
+from device_sim.ports import open_port
 
 STOP_TIMEOUT_S = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -221,7 +222,7 @@ class ProcessDevice:
         The port is closed by stop()."""
         self.check_alive()
         try:
-            port = serial.serial_for_url(self.url, timeout=timeout)
+            port = open_port(self.url, timeout=timeout)
         except serial.SerialException as exc:
             raise EmulatorError(f"cannot open {self.url} of {self.label}: {exc}\n"
                                 f"{self.stderr}") from exc

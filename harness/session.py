@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import serial
 
+from device_sim.ports import open_port
 from device_sim.protocol import (
     MESSAGES,
     PROTOCOL_VERSION,
@@ -164,7 +165,7 @@ class DeviceSession:
         try:
             # A UART's speed comes from the target profile; a pty or a socket has none.
             speed = {} if self.baudrate is None else {"baudrate": self.baudrate}
-            self._port = serial.serial_for_url(self.url, timeout=POLL_S, **speed)
+            self._port = open_port(self.url, timeout=POLL_S, **speed)
         except (serial.SerialException, OSError) as error:
             raise DeviceTimeoutError(f"cannot open {self.url}: {error} (is the port busy or the "
                                      "device unplugged?)") from error

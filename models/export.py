@@ -114,12 +114,19 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
         w_ih, w_hh, b = op.w_ih_int, op.w_hh_int, op.b_int
     hidden, in_dim = w_ih.shape[1], w_ih.shape[2]
     n = op.name
-    text = "".join(_c_array(v.word, f"{n}_w_ih_{g}", w_ih[i]) for i, g in enumerate(GRU_GATES))
-    text += "".join(_c_array(v.word, f"{n}_w_hh_{g}", w_hh[i]) for i, g in enumerate(GRU_GATES))
-    text += "".join(_c_array(v.word, f"{n}_b_{k}", b[i]) for i, k in enumerate(GRU_BIASES))
-    pointers = (f"{{{', '.join(f'{n}_w_ih_{g}' for g in GRU_GATES)}}}, "
-                f"{{{', '.join(f'{n}_w_hh_{g}' for g in GRU_GATES)}}}, "
-                f"{{{', '.join(f'{n}_b_{k}' for k in GRU_BIASES)}}}")
+    biases = "".join(_c_array(v.word, f"{n}_b_{k}", b[i]) for i, k in enumerate(GRU_BIASES))
+    bias_pointers = f"{{{', '.join(f'{n}_b_{k}' for k in GRU_BIASES)}}}"
+    if v.is_float:
+        text = "".join(_c_array(v.word, f"{n}_w_ih_{g}", w_ih[i])
+                       for i, g in enumerate(GRU_GATES))
+        text += "".join(_c_array(v.word, f"{n}_w_hh_{g}", w_hh[i])
+                        for i, g in enumerate(GRU_GATES))
+        pointers = (f"{{{', '.join(f'{n}_w_ih_{g}' for g in GRU_GATES)}}}, "
+                    f"{{{', '.join(f'{n}_w_hh_{g}' for g in GRU_GATES)}}}, {bias_pointers}")
+    else:  # the gates stacked, [gate][unit][input], for one pass of tag_matvec over them
+        text = _c_array(v.word, f"{n}_w_ih", w_ih) + _c_array(v.word, f"{n}_w_hh", w_hh)
+        pointers = f"{n}_w_ih, {n}_w_hh, {bias_pointers}"
+    text += biases
     if v.is_float:
         fields = f"{in_dim}, {hidden}, {pointers}"
     else:
@@ -177,7 +184,11 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
                 traced = (step_in, str(_out_dim(op)))
             else:
                 fields.append(f"{v.word} h[2][{hidden}]; /* GRU state and next state */")
-                body += [f"    tag_gru_step{v.suffix}(&{op.name}, {step_in}, h, h_next);",
+                scratch = ""
+                if not v.is_float:
+                    fields.append("tag_gru_scratch_t gru_scratch; /* the gates' products */")
+                    scratch = ", &model->gru_scratch"
+                body += [f"    tag_gru_step{v.suffix}(&{op.name}, {step_in}, h, h_next{scratch});",
                          f"    {v.word} *swap = h; h = h_next; h_next = swap;"]
                 traced = ("h", str(hidden))  # the new state, after the swap
             body += [f"    {line}" for line in _trace_op(v, ops, op, "t", *traced)]
@@ -317,11 +328,12 @@ def _layers_c(v: _Variant, ops: list) -> str:
     return "\n".join(parts)
 
 
-def _nn_config_h(word_bits: int) -> str:
+def _nn_config_h(word_bits: int, max_hidden: int) -> str:
     return "\n".join([
-        _header_comment("word length and activation-table constants"),
+        _header_comment("word length, sizes and activation-table constants"),
         "#ifndef TAG_NN_CONFIG_H", "#define TAG_NN_CONFIG_H", "",
         f"#define TAG_NN_WORD_BITS {word_bits}",
+        f"#define TAG_NN_MAX_HIDDEN {max_hidden} /* GRU units: sizes tag_gru_scratch_t */",
         f"#define TAG_GATE_FRAC {fixedpoint.GATE_FRAC} /* gates and GRU update in Q15 */",
         f"#define TAG_LUT_INPUT_FRAC {fixedpoint.LUT_INPUT_FRAC}",
         f"#define TAG_LUT_INDEX_SHIFT {fixedpoint.LUT_INDEX_SHIFT}", "",
@@ -346,13 +358,27 @@ def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | Non
     manifest = ModelManifest(v.name, model.kind, model.model_hash, model.window, AXES,
                              tuple(model.class_names), f"int{model.word_bits}",
                              model.logit_frac, INPUT_FRAC, framing, derived_from)
+    write_kernels(folder, model.word_bits,
+                  max([op.hidden for op in model.ops if isinstance(op, IntGRU)], default=1))
     return _write(folder, {
-        "tag_nn_config.h": _nn_config_h(model.word_bits),
-        "tag_nn_tables.h": _nn_tables_h(),
         "tag_model.h": _model_h(v, model.kind, model.window, model.class_names,
                                 model.model_hash, model.logit_frac, fields, len(model.ops)),
         "tag_model.c": _model_c(v, model.kind, _layers_c(v, model.ops), body),
-    }, ("tag_nn.h", "tag_nn.c"), manifest)
+    }, (), manifest)
+
+
+FIXED_POINT_KERNELS = ("tag_nn.h", "tag_nn_inline.h", "tag_nn.c")
+
+
+def write_kernels(folder: Path, word_bits: int, max_hidden: int = 1) -> Path:
+    """The fixed-point kernels for one word length, with their configuration header and
+    activation tables, into `folder` (a model's C, or a kernel test's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tag_nn_config.h").write_text(_nn_config_h(word_bits, max_hidden))
+    (folder / "tag_nn_tables.h").write_text(_nn_tables_h())
+    for name in FIXED_POINT_KERNELS:
+        shutil.copyfile(CSRC / name, folder / name)
+    return folder
 
 
 def export_float(net: FloatNet, folder: Path, framing: Framing | None = None,
@@ -372,6 +398,7 @@ def export_float(net: FloatNet, folder: Path, framing: Framing | None = None,
 
 def _write(folder: Path, generated: dict[str, str], kernels: tuple[str, ...],
            manifest: ModelManifest) -> Path:
+    """The generated files, the kernels copied as they are, and the manifest."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in generated.items():
         (folder / name).write_text(text)

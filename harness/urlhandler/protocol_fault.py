@@ -28,8 +28,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-import serial
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
+
+from device_sim.ports import open_port
 
 BURST_BYTES = 8
 CUT_BYTES = 256
@@ -143,9 +144,8 @@ class Serial(SerialBase):
             raise SerialException("Port is already open.")
         inner, self.faults = Faults.parse(self._port)
         self._rx, self._tx = _Damage(self.faults, "rx"), _Damage(self.faults, "tx")
-        self._inner = serial.serial_for_url(inner, baudrate=self._baudrate,
-                                            timeout=self._timeout,
-                                            write_timeout=self._write_timeout)
+        self._inner = open_port(inner, baudrate=self._baudrate,
+                                 timeout=self._timeout, write_timeout=self._write_timeout)
         self.is_open = True
 
     def close(self) -> None:

@@ -2,49 +2,9 @@
 
 #include <string.h>
 
-#include "tag_nn_tables.h"
-
-#if defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 16
+#if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #endif
-
-int32_t tag_sat(int64_t value, int bits)
-{
-    const int64_t max = ((int64_t)1 << (bits - 1)) - 1;
-    const int64_t min = -max - 1;
-    return (int32_t)(value > max ? max : (value < min ? min : value));
-}
-
-int32_t tag_align(int32_t value, int from_frac, int to_frac)
-{
-    const int shift = from_frac - to_frac;
-    if (shift > 0) {
-        return (int32_t)(((int64_t)value + ((int64_t)1 << (shift - 1))) >> shift);
-    }
-    if (shift < 0) {
-        return tag_sat((int64_t)value * ((int64_t)1 << -shift), 32);
-    }
-    return value;
-}
-
-static int16_t tag_lookup(const int16_t *table, int32_t value, int frac)
-{
-    const int32_t u = tag_sat(tag_align(value, frac, TAG_LUT_INPUT_FRAC), 16) + 32768;
-    const int32_t index = u >> TAG_LUT_INDEX_SHIFT;
-    const int32_t within = u & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
-    const int32_t low = table[index];
-    return (int16_t)(low + tag_align((table[index + 1] - low) * within, TAG_LUT_INDEX_SHIFT, 0));
-}
-
-int16_t tag_sigmoid_q15(int32_t value, int frac)
-{
-    return tag_lookup(tag_sigmoid_lut, value, frac);
-}
-
-int16_t tag_tanh_q15(int32_t value, int frac)
-{
-    return tag_lookup(tag_tanh_lut, value, frac);
-}
 
 void tag_input(const int16_t *counts, int n, int in_frac, int out_frac, tag_q_t *out)
 {
@@ -67,81 +27,136 @@ void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, in
     }
 }
 
-/* Exact: the exporter guarantees the sum cannot leave int32, so any order of additions gives
- * the same result, and so does SMLAD's wrapping 32-bit accumulate. */
-#if defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 16
-/* Cortex-M4: two 16x16 products per SMLAD (DESIGN.md: 2.7 instead of 5.2 instructions a MAC). */
-static int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n, int32_t acc)
+/* A word of 2 (int16) or 4 (int8) values: one (unaligned) LDR on the M3 and M4; memcpy keeps
+ * the C strict about aliasing and alignment. */
+static inline int32_t tag_load_word(const tag_q_t *p)
 {
-    int j = 0;
-    for (; j + 2 <= n; j += 2) {
-        int32_t w2, x2;
-        memcpy(&w2, w + j, sizeof w2); /* a single (unaligned) word load on the M4 */
-        memcpy(&x2, x + j, sizeof x2);
-        acc = __smlad(w2, x2, acc);
+    int32_t word;
+    memcpy(&word, p, sizeof word);
+    return word;
+}
+
+#define TAG_ROWS_PER_PASS 4
+
+#if defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 16
+/* Cortex-M4, int16: SMLAD adds two 16x16 products; four rows share each load of x.
+ * Inner loop: 5 loads + 4 SMLAD + 3 for the loop = 12 instructions for 8 MACs. */
+static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_t *acc)
+{
+    const tag_q_t *w0 = w, *w1 = w + cols, *w2 = w + 2 * cols, *w3 = w + 3 * cols;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int c = 0;
+    for (; c + 2 <= cols; c += 2) {
+        const int32_t x2 = tag_load_word(x + c);
+        a0 = __smlad(tag_load_word(w0 + c), x2, a0);
+        a1 = __smlad(tag_load_word(w1 + c), x2, a1);
+        a2 = __smlad(tag_load_word(w2 + c), x2, a2);
+        a3 = __smlad(tag_load_word(w3 + c), x2, a3);
     }
-    if (j < n) {
-        acc += (int32_t)w[j] * x[j];
+    if (c < cols) { /* an odd column */
+        a0 += (int32_t)w0[c] * x[c];
+        a1 += (int32_t)w1[c] * x[c];
+        a2 += (int32_t)w2[c] * x[c];
+        a3 += (int32_t)w3[c] * x[c];
     }
-    return acc;
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+#elif defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 8
+/* The int16 pass's shape, kept apart as CMSIS-NN keeps its _s16 and _s8 kernels: one helper for
+ * both passes' leftover columns cost 1.4 M instructions per inference (measured in QEMU).
+ * Cortex-M4, int8: a word of four weights is widened to two halfword pairs by SXTB16 (bytes
+ * 0 and 2, then 1 and 3 after a rotate), each pair taken by one SMLAD; four rows share x.
+ * Inner loop: 5 loads + 2 widenings of x + 4 per row (2 SXTB16, 2 SMLAD) + 3 for the loop
+ * = 26 instructions for 16 MACs. */
+static inline uint32_t tag_ror8(uint32_t word)
+{
+    return (word >> 8) | (word << 24); /* GCC folds it into SXTB16's rotate */
+}
+
+static inline int32_t tag_mac4(int32_t w4, int32_t x02, int32_t x13, int32_t acc)
+{
+    acc = __smlad(__sxtb16(w4), x02, acc);
+    return __smlad(__sxtb16(tag_ror8(w4)), x13, acc);
+}
+
+static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_t *acc)
+{
+    const tag_q_t *w0 = w, *w1 = w + cols, *w2 = w + 2 * cols, *w3 = w + 3 * cols;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int c = 0;
+    for (; c + 4 <= cols; c += 4) {
+        const int32_t x4 = tag_load_word(x + c);
+        const int32_t x02 = __sxtb16(x4), x13 = __sxtb16(tag_ror8(x4));
+        a0 = tag_mac4(tag_load_word(w0 + c), x02, x13, a0);
+        a1 = tag_mac4(tag_load_word(w1 + c), x02, x13, a1);
+        a2 = tag_mac4(tag_load_word(w2 + c), x02, x13, a2);
+        a3 = tag_mac4(tag_load_word(w3 + c), x02, x13, a3);
+    }
+    for (; c < cols; ++c) { /* up to three columns */
+        a0 += (int32_t)w0[c] * x[c];
+        a1 += (int32_t)w1[c] * x[c];
+        a2 += (int32_t)w2[c] * x[c];
+        a3 += (int32_t)w3[c] * x[c];
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 #else
-static int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n, int32_t acc)
+/* Plain C (the M3 and the host): four rows share each load of x; on the M3 each MAC is one
+ * LDRSH of a weight and one MLA. */
+static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_t *acc)
 {
-    for (int j = 0; j < n; ++j) {
+    const tag_q_t *w0 = w, *w1 = w + cols, *w2 = w + 2 * cols, *w3 = w + 3 * cols;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int c = 0; c < cols; ++c) {
+        const int32_t xc = x[c];
+        a0 += w0[c] * xc;
+        a1 += w1[c] * xc;
+        a2 += w2[c] * xc;
+        a3 += w3[c] * xc;
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+#endif
+
+/* One row: the dense layers' (their point-wise part costs more than their few MACs) and what
+ * is left over after the passes of several rows. */
+static int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n)
+{
+    int32_t acc = 0;
+    int j = 0;
+#if defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 16
+    for (; j + 2 <= n; j += 2) {
+        acc = __smlad(tag_load_word(w + j), tag_load_word(x + j), acc);
+    }
+#endif
+    for (; j < n; ++j) {
         acc += (int32_t)w[j] * x[j];
     }
     return acc;
 }
-#endif
+
+void tag_matvec(const tag_q_t *w, const tag_q_t *x, int rows, int cols, int32_t *acc)
+{
+    int r = 0;
+    for (; r + TAG_ROWS_PER_PASS <= rows; r += TAG_ROWS_PER_PASS) {
+        tag_rows(w + r * cols, x, cols, acc + r);
+    }
+    for (; r < rows; ++r) {
+        acc[r] = tag_dot(w + r * cols, x, cols);
+    }
+}
 
 void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_t *out)
 {
     const int acc_frac = layer->w_frac + layer->in_frac;
     for (int i = 0; i < layer->out_dim; ++i) {
         const int32_t bias = tag_align(layer->bias[i], layer->b_frac, acc_frac);
-        const int32_t acc = tag_dot(layer->weights + i * layer->in_dim, in, layer->in_dim, bias);
+        const int32_t acc = bias + tag_dot(layer->weights + i * layer->in_dim, in, layer->in_dim);
         int32_t y = tag_sat(tag_align(acc, acc_frac, layer->out_frac), TAG_NN_WORD_BITS);
         if (layer->relu && y < 0) {
             y = 0;
         }
         out[i] = (tag_q_t)y;
-    }
-}
-
-void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const tag_q_t *h, tag_q_t *h_next)
-{
-    const int8_t *pre = gru->pre_frac;
-    for (int i = 0; i < gru->hidden; ++i) {
-        int32_t ax[TAG_GATES], ah[TAG_GATES];
-        int x_frac[TAG_GATES], h_frac[TAG_GATES];
-        for (int g = 0; g < TAG_GATES; ++g) {
-            ax[g] = tag_dot(gru->w_ih[g] + i * gru->in_dim, x, gru->in_dim, 0);
-            ah[g] = tag_dot(gru->w_hh[g] + i * gru->hidden, h, gru->hidden, 0);
-            x_frac[g] = gru->w_ih_frac[g] + gru->in_frac;
-            h_frac[g] = gru->w_hh_frac[g] + gru->h_frac;
-        }
-        /* Pre-activations: each term aligned on its own, summed wide, saturated to 16 bits. */
-        const int32_t pre_r = tag_sat((int64_t)tag_align(ax[TAG_GATE_R], x_frac[TAG_GATE_R], pre[TAG_PRE_R])
-                                      + tag_align(ah[TAG_GATE_R], h_frac[TAG_GATE_R], pre[TAG_PRE_R])
-                                      + tag_align(gru->bias[TAG_BIAS_R][i], gru->b_frac[TAG_BIAS_R], pre[TAG_PRE_R]), 16);
-        const int32_t pre_z = tag_sat((int64_t)tag_align(ax[TAG_GATE_Z], x_frac[TAG_GATE_Z], pre[TAG_PRE_Z])
-                                      + tag_align(ah[TAG_GATE_Z], h_frac[TAG_GATE_Z], pre[TAG_PRE_Z])
-                                      + tag_align(gru->bias[TAG_BIAS_Z][i], gru->b_frac[TAG_BIAS_Z], pre[TAG_PRE_Z]), 16);
-        const int32_t pre_in = tag_sat((int64_t)tag_align(ax[TAG_GATE_N], x_frac[TAG_GATE_N], pre[TAG_PRE_IN])
-                                       + tag_align(gru->bias[TAG_BIAS_IN][i], gru->b_frac[TAG_BIAS_IN], pre[TAG_PRE_IN]), 16);
-        const int32_t pre_hn = tag_sat((int64_t)tag_align(ah[TAG_GATE_N], h_frac[TAG_GATE_N], pre[TAG_PRE_HN])
-                                       + tag_align(gru->bias[TAG_BIAS_HN][i], gru->b_frac[TAG_BIAS_HN], pre[TAG_PRE_HN]), 16);
-        const int32_t r = tag_sigmoid_q15(pre_r, pre[TAG_PRE_R]);
-        const int32_t z = tag_sigmoid_q15(pre_z, pre[TAG_PRE_Z]);
-        /* n = tanh(in + r * hn) */
-        const int32_t pre_n = tag_sat((int64_t)tag_align(pre_in, pre[TAG_PRE_IN], pre[TAG_PRE_N])
-                                      + tag_align(r * pre_hn, TAG_GATE_FRAC + pre[TAG_PRE_HN], pre[TAG_PRE_N]), 16);
-        const int32_t n = tag_tanh_q15(pre_n, pre[TAG_PRE_N]);
-        /* h' = (1 - z) n + z h = n + z (h - n), in Q15 */
-        const int32_t h15 = tag_align(h[i], gru->h_frac, TAG_GATE_FRAC);
-        const int32_t next15 = n + tag_align(z * (h15 - n), TAG_GATE_FRAC, 0);
-        h_next[i] = (tag_q_t)tag_sat(tag_align(next15, TAG_GATE_FRAC, gru->h_frac), TAG_NN_WORD_BITS);
     }
 }
 

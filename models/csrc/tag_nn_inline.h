@@ -1,0 +1,93 @@
+/*
+ * The point-wise kernels, static inline: compiled in the translation unit of the generated
+ * tag_model.c, whose layer structs are static const, they see every Q format as a constant, so
+ * the compiler folds the shifts and drops the branches between them (the model's Q formats at
+ * compile time, with no generated kernel code). Included by tag_nn.h; not on its own.
+ */
+#ifndef TAG_NN_INLINE_H
+#define TAG_NN_INLINE_H
+
+#include "tag_nn_tables.h"
+
+static inline int32_t tag_sat(int64_t value, int bits)
+{
+    const int64_t max = ((int64_t)1 << (bits - 1)) - 1;
+    const int64_t min = -max - 1;
+    return (int32_t)(value > max ? max : (value < min ? min : value));
+}
+
+static inline int32_t tag_align(int32_t value, int from_frac, int to_frac)
+{
+    const int shift = from_frac - to_frac;
+    if (shift > 0) {
+        return (int32_t)(((int64_t)value + ((int64_t)1 << (shift - 1))) >> shift);
+    }
+    if (shift < 0) {
+        return tag_sat((int64_t)value * ((int64_t)1 << -shift), 32);
+    }
+    return value;
+}
+
+static inline int16_t tag_lookup(const int16_t *table, int32_t value, int frac)
+{
+    const int32_t u = tag_sat(tag_align(value, frac, TAG_LUT_INPUT_FRAC), 16) + 32768;
+    const int32_t index = u >> TAG_LUT_INDEX_SHIFT;
+    const int32_t within = u & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
+    const int32_t low = table[index];
+    return (int16_t)(low + tag_align((table[index + 1] - low) * within, TAG_LUT_INDEX_SHIFT, 0));
+}
+
+static inline int16_t tag_sigmoid_q15(int32_t value, int frac)
+{
+    return tag_lookup(tag_sigmoid_lut, value, frac);
+}
+
+static inline int16_t tag_tanh_q15(int32_t value, int frac)
+{
+    return tag_lookup(tag_tanh_lut, value, frac);
+}
+
+static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const tag_q_t *h, tag_q_t *h_next,
+                  tag_gru_scratch_t *scratch)
+{
+    const int8_t *pre = gru->pre_frac;
+    const int hidden = gru->hidden;
+    /* Every gate's products in two passes over the stacked weights. */
+    tag_matvec(gru->w_ih, x, TAG_GATES * hidden, gru->in_dim, scratch->ax);
+    tag_matvec(gru->w_hh, h, TAG_GATES * hidden, hidden, scratch->ah);
+    int x_frac[TAG_GATES], h_frac[TAG_GATES];
+    for (int g = 0; g < TAG_GATES; ++g) {
+        x_frac[g] = gru->w_ih_frac[g] + gru->in_frac;
+        h_frac[g] = gru->w_hh_frac[g] + gru->h_frac;
+    }
+    for (int i = 0; i < hidden; ++i) {
+        int32_t ax[TAG_GATES], ah[TAG_GATES];
+        for (int g = 0; g < TAG_GATES; ++g) {
+            ax[g] = scratch->ax[g * hidden + i];
+            ah[g] = scratch->ah[g * hidden + i];
+        }
+        /* Pre-activations: each term aligned on its own, summed wide, saturated to 16 bits. */
+        const int32_t pre_r = tag_sat((int64_t)tag_align(ax[TAG_GATE_R], x_frac[TAG_GATE_R], pre[TAG_PRE_R])
+                                      + tag_align(ah[TAG_GATE_R], h_frac[TAG_GATE_R], pre[TAG_PRE_R])
+                                      + tag_align(gru->bias[TAG_BIAS_R][i], gru->b_frac[TAG_BIAS_R], pre[TAG_PRE_R]), 16);
+        const int32_t pre_z = tag_sat((int64_t)tag_align(ax[TAG_GATE_Z], x_frac[TAG_GATE_Z], pre[TAG_PRE_Z])
+                                      + tag_align(ah[TAG_GATE_Z], h_frac[TAG_GATE_Z], pre[TAG_PRE_Z])
+                                      + tag_align(gru->bias[TAG_BIAS_Z][i], gru->b_frac[TAG_BIAS_Z], pre[TAG_PRE_Z]), 16);
+        const int32_t pre_in = tag_sat((int64_t)tag_align(ax[TAG_GATE_N], x_frac[TAG_GATE_N], pre[TAG_PRE_IN])
+                                       + tag_align(gru->bias[TAG_BIAS_IN][i], gru->b_frac[TAG_BIAS_IN], pre[TAG_PRE_IN]), 16);
+        const int32_t pre_hn = tag_sat((int64_t)tag_align(ah[TAG_GATE_N], h_frac[TAG_GATE_N], pre[TAG_PRE_HN])
+                                       + tag_align(gru->bias[TAG_BIAS_HN][i], gru->b_frac[TAG_BIAS_HN], pre[TAG_PRE_HN]), 16);
+        const int32_t r = tag_sigmoid_q15(pre_r, pre[TAG_PRE_R]);
+        const int32_t z = tag_sigmoid_q15(pre_z, pre[TAG_PRE_Z]);
+        /* n = tanh(in + r * hn) */
+        const int32_t pre_n = tag_sat((int64_t)tag_align(pre_in, pre[TAG_PRE_IN], pre[TAG_PRE_N])
+                                      + tag_align(r * pre_hn, TAG_GATE_FRAC + pre[TAG_PRE_HN], pre[TAG_PRE_N]), 16);
+        const int32_t n = tag_tanh_q15(pre_n, pre[TAG_PRE_N]);
+        /* h' = (1 - z) n + z h = n + z (h - n), in Q15 */
+        const int32_t h15 = tag_align(h[i], gru->h_frac, TAG_GATE_FRAC);
+        const int32_t next15 = n + tag_align(z * (h15 - n), TAG_GATE_FRAC, 0);
+        h_next[i] = (tag_q_t)tag_sat(tag_align(next15, TAG_GATE_FRAC, gru->h_frac), TAG_NN_WORD_BITS);
+    }
+}
+
+#endif /* TAG_NN_INLINE_H */

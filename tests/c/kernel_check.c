@@ -1,0 +1,50 @@
+/*
+ * tag_matvec against sums computed in numpy (tests/test_kernels.py writes kernel_cases.h):
+ * random and extreme weights and inputs, every shape the passes of several rows treat apart
+ * (tail rows, tail columns, one row, one column), the input at an odd word offset. Built for
+ * the host and for each target's core; the exit status is the number of wrong sums (at most
+ * 100), and the host build prints the first.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernel_cases.h"
+#include "tag_nn.h"
+
+#ifdef TAG_KERNEL_CHECK_HOST
+#include <stdio.h>
+#else
+#include "platform.h"
+
+/* A fault ends the run with TAG_EXIT_FAULT (the platform's); nothing to print here. */
+void tag_fault_report(uint32_t pc, uint32_t cfsr)
+{
+    (void)pc;
+    (void)cfsr;
+}
+#endif
+
+static tag_q_t input[1 + KERNEL_MAX_COLS]; /* x at input + 1: not word aligned */
+static int32_t sums[KERNEL_MAX_ROWS];
+
+int main(void)
+{
+    int wrong = 0;
+    for (int k = 0; k < KERNEL_CASES; ++k) {
+        const int rows = kernel_rows[k], cols = kernel_cols[k];
+        memcpy(input + 1, kernel_inputs + kernel_input_at[k], (size_t)cols * sizeof(tag_q_t));
+        tag_matvec(kernel_weights + kernel_weight_at[k], input + 1, rows, cols, sums);
+        for (int r = 0; r < rows; ++r) {
+            if (sums[r] != kernel_sums[kernel_sum_at[k] + r]) {
+#ifdef TAG_KERNEL_CHECK_HOST
+                if (wrong == 0) {
+                    printf("case %d (%d x %d), row %d: %ld, numpy %ld\n", k, rows, cols, r,
+                           (long)sums[r], (long)kernel_sums[kernel_sum_at[k] + r]);
+                }
+#endif
+                wrong += wrong < 100;
+            }
+        }
+    }
+    return wrong;
+}
