@@ -6,13 +6,6 @@
 #include <arm_acle.h>
 #endif
 
-void tag_input(const int16_t *counts, int n, int in_frac, int out_frac, tag_q_t *out)
-{
-    for (int i = 0; i < n; ++i) {
-        out[i] = (tag_q_t)tag_sat(tag_align(counts[i], in_frac, out_frac), TAG_NN_WORD_BITS);
-    }
-}
-
 void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, int16_t *out)
 {
     const int pool = 1 << pool_shift;
@@ -27,7 +20,8 @@ void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, in
     }
 }
 
-/* A word of 2 (int16) or 4 (int8) values: one (unaligned) LDR on the M3 and M4; memcpy keeps
+#if defined(__ARM_FEATURE_DSP)
+/* A word of 2 (int16) or 4 (int8) values: one (unaligned) LDR on the M4; memcpy keeps
  * the C strict about aliasing and alignment. */
 static inline int32_t tag_load_word(const tag_q_t *p)
 {
@@ -35,6 +29,7 @@ static inline int32_t tag_load_word(const tag_q_t *p)
     memcpy(&word, p, sizeof word);
     return word;
 }
+#endif
 
 #define TAG_ROWS_PER_PASS 4
 
@@ -118,8 +113,7 @@ static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_
 }
 #endif
 
-/* One row: the dense layers' (their point-wise part costs more than their few MACs) and what
- * is left over after the passes of several rows. */
+/* One row: what is left over after the passes of several rows. */
 static int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n)
 {
     int32_t acc = 0;
@@ -146,19 +140,6 @@ void tag_matvec(const tag_q_t *w, const tag_q_t *x, int rows, int cols, int32_t 
     }
 }
 
-void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_t *out)
-{
-    const int acc_frac = layer->w_frac + layer->in_frac;
-    for (int i = 0; i < layer->out_dim; ++i) {
-        const int32_t bias = tag_align(layer->bias[i], layer->b_frac, acc_frac);
-        const int32_t acc = bias + tag_dot(layer->weights + i * layer->in_dim, in, layer->in_dim);
-        int32_t y = tag_sat(tag_align(acc, acc_frac, layer->out_frac), TAG_NN_WORD_BITS);
-        if (layer->relu && y < 0) {
-            y = 0;
-        }
-        out[i] = (tag_q_t)y;
-    }
-}
 
 int tag_argmax(const tag_q_t *values, int n)
 {

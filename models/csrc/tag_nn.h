@@ -55,25 +55,26 @@ typedef struct {
     int32_t ah[TAG_GATES * TAG_NN_MAX_HIDDEN]; /* W_hh h */
 } tag_gru_scratch_t;
 
-/* n wire counts in Q(.in_frac) to words in Q(.out_frac). */
-void tag_input(const int16_t *counts, int n, int in_frac, int out_frac, tag_q_t *out);
 /* Rounded mean of 2^pool_shift consecutive samples per axis: [length][axes] -> [length >> pool_shift][axes]. */
 void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, int16_t *out);
 /* acc[r] = sum over c of w[r][c] x[c] in int32, for `rows` rows of `cols` words; several rows
  * per pass over x (SMLAD on cores with the DSP extension). Exact: the exporter bounds every
  * sum inside int32, so the order of the additions does not matter. */
 void tag_matvec(const tag_q_t *w, const tag_q_t *x, int rows, int cols, int32_t *acc);
-void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_t *out);
 /* Index of the first largest value. */
 int tag_argmax(const tag_q_t *values, int n);
 
 /* In tag_nn_inline.h (static inline: their Q formats fold where the layers are const):
- *   int32_t tag_sat(int64_t value, int bits)      clamp to a signed word of `bits` bits;
+ *   int32_t tag_sat(int64_t value, int bits)      clamp to a signed word of `bits` bits
+ *                                                 (tag_sat32: the same of an int32);
  *   int32_t tag_align(int32_t value, int from_frac, int to_frac)
  *       from Q(.from_frac) to Q(.to_frac): round half up when narrowing, saturate at int32 when
  *       widening;
  *   int16_t tag_sigmoid_q15(int32_t value, int frac), tag_tanh_q15(...)
  *       Q15 sigmoid and tanh of a value in Q(.frac): 257-entry table, linear interpolation;
+ *   void tag_input(counts, n, in_frac, out_frac, out)
+ *       n wire counts in Q(.in_frac) to words in Q(.out_frac);
+ *   void tag_dense(layer, in, out)  y = sat(align(W x + align(b))), ReLU when layer->relu;
  *   void tag_gru_step(gru, x, h, h_next, scratch)
  *       one time step, h_next = GRU(x, h); h and h_next must not overlap. */
 #include "tag_nn_inline.h"

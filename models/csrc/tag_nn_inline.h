@@ -7,6 +7,8 @@
 #ifndef TAG_NN_INLINE_H
 #define TAG_NN_INLINE_H
 
+#include <stdint.h>
+
 #include "tag_nn_tables.h"
 
 static inline int32_t tag_sat(int64_t value, int bits)
@@ -16,21 +18,44 @@ static inline int32_t tag_sat(int64_t value, int bits)
     return (int32_t)(value > max ? max : (value < min ? min : value));
 }
 
+/* tag_sat of a value already in int32: the same result in 32-bit arithmetic. */
+static inline int32_t tag_sat32(int32_t value, int bits)
+{
+    const int32_t max = (int32_t)((1u << (bits - 1)) - 1u);
+    const int32_t min = -max - 1;
+    return value > max ? max : (value < min ? min : value);
+}
+
 static inline int32_t tag_align(int32_t value, int from_frac, int to_frac)
 {
     const int shift = from_frac - to_frac;
+    if (shift >= 32) {
+        return 0; /* |value| < 2^31, at most half a step of the new format */
+    }
     if (shift > 0) {
-        return (int32_t)(((int64_t)value + ((int64_t)1 << (shift - 1))) >> shift);
+        /* Round half up in 32 bits: floor(value / 2^shift) plus the bit just below it, which is
+         * exactly floor((value + 2^(shift-1)) / 2^shift) with no sum that could overflow. */
+        return (value >> shift) + ((value >> (shift - 1)) & 1);
     }
     if (shift < 0) {
-        return tag_sat((int64_t)value * ((int64_t)1 << -shift), 32);
+        const int up = -shift;
+        if (up >= 31) {
+            return value > 0 ? INT32_MAX : (value < 0 ? INT32_MIN : 0);
+        }
+        if (value > (INT32_MAX >> up)) {
+            return INT32_MAX;
+        }
+        if (value < (INT32_MIN >> up)) {
+            return INT32_MIN;
+        }
+        return (int32_t)((uint32_t)value << up);
     }
     return value;
 }
 
 static inline int16_t tag_lookup(const int16_t *table, int32_t value, int frac)
 {
-    const int32_t u = tag_sat(tag_align(value, frac, TAG_LUT_INPUT_FRAC), 16) + 32768;
+    const int32_t u = tag_sat32(tag_align(value, frac, TAG_LUT_INPUT_FRAC), 16) + 32768;
     const int32_t index = u >> TAG_LUT_INDEX_SHIFT;
     const int32_t within = u & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
     const int32_t low = table[index];
@@ -45,6 +70,31 @@ static inline int16_t tag_sigmoid_q15(int32_t value, int frac)
 static inline int16_t tag_tanh_q15(int32_t value, int frac)
 {
     return tag_lookup(tag_tanh_lut, value, frac);
+}
+
+static inline void tag_input(const int16_t *counts, int n, int in_frac, int out_frac, tag_q_t *out)
+{
+    for (int i = 0; i < n; ++i) {
+        out[i] = (tag_q_t)tag_sat32(tag_align(counts[i], in_frac, out_frac), TAG_NN_WORD_BITS);
+    }
+}
+
+static inline void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_t *out)
+{
+    const int acc_frac = layer->w_frac + layer->in_frac;
+    for (int i = 0; i < layer->out_dim; ++i) {
+        const int32_t bias = tag_align(layer->bias[i], layer->b_frac, acc_frac);
+        const tag_q_t *row = layer->weights + i * layer->in_dim;
+        int32_t acc = bias; /* a plain loop: in_dim folds to a constant, 3 for the perceptron */
+        for (int j = 0; j < layer->in_dim; ++j) {
+            acc += (int32_t)row[j] * in[j];
+        }
+        int32_t y = tag_sat32(tag_align(acc, acc_frac, layer->out_frac), TAG_NN_WORD_BITS);
+        if (layer->relu && y < 0) {
+            y = 0;
+        }
+        out[i] = (tag_q_t)y;
+    }
 }
 
 static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const tag_q_t *h, tag_q_t *h_next,
@@ -86,7 +136,7 @@ static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const ta
         /* h' = (1 - z) n + z h = n + z (h - n), in Q15 */
         const int32_t h15 = tag_align(h[i], gru->h_frac, TAG_GATE_FRAC);
         const int32_t next15 = n + tag_align(z * (h15 - n), TAG_GATE_FRAC, 0);
-        h_next[i] = (tag_q_t)tag_sat(tag_align(next15, TAG_GATE_FRAC, gru->h_frac), TAG_NN_WORD_BITS);
+        h_next[i] = (tag_q_t)tag_sat32(tag_align(next15, TAG_GATE_FRAC, gru->h_frac), TAG_NN_WORD_BITS);
     }
 }
 
