@@ -2,8 +2,13 @@
 
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP)
+/* The DSP-extension paths, unless TAG_NN_PLAIN_C asks for the plain C reference kernels on any
+ * core (benchmarks/kernels.py measures one against the other). */
+#if defined(__ARM_FEATURE_DSP) && !defined(TAG_NN_PLAIN_C)
+#define TAG_NN_DSP 1
 #include <arm_acle.h>
+#else
+#define TAG_NN_DSP 0
 #endif
 
 void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, int16_t *out)
@@ -20,7 +25,7 @@ void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, in
     }
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if TAG_NN_DSP
 /* A word of 2 (int16) or 4 (int8) values: one (unaligned) LDR on the M4; memcpy keeps
  * the C strict about aliasing and alignment. */
 static inline int32_t tag_load_word(const tag_q_t *p)
@@ -33,7 +38,7 @@ static inline int32_t tag_load_word(const tag_q_t *p)
 
 #define TAG_ROWS_PER_PASS 4
 
-#if defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 16
+#if TAG_NN_DSP && TAG_NN_WORD_BITS == 16
 /* Cortex-M4, int16: SMLAD adds two 16x16 products; four rows share each load of x.
  * Inner loop: 5 loads + 4 SMLAD + 3 for the loop = 12 instructions for 8 MACs. */
 static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_t *acc)
@@ -56,7 +61,7 @@ static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
-#elif defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 8
+#elif TAG_NN_DSP && TAG_NN_WORD_BITS == 8
 /* The int16 pass's shape, kept apart as CMSIS-NN keeps its _s16 and _s8 kernels: one helper for
  * both passes' leftover columns cost 1.4 M instructions per inference (measured in QEMU).
  * Cortex-M4, int8: a word of four weights is widened to two halfword pairs by SXTB16 (bytes
@@ -118,7 +123,7 @@ static int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n)
 {
     int32_t acc = 0;
     int j = 0;
-#if defined(__ARM_FEATURE_DSP) && TAG_NN_WORD_BITS == 16
+#if TAG_NN_DSP && TAG_NN_WORD_BITS == 16
     for (; j + 2 <= n; j += 2) {
         acc = __smlad(tag_load_word(w + j), tag_load_word(x + j), acc);
     }

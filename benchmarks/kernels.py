@@ -1,0 +1,115 @@
+"""Instructions per inference and per MAC of each operation of the model, on every emulated target
+and fixed-point variant, against the deadline and the budget, and as a ratio to the plain-C
+reference kernels.
+
+    .venv/bin/python benchmarks/kernels.py [--runs runs/demo] [--variants q16,q8]
+
+Needs a run directory per target (`harness demo` makes runs/demo/eartag and runs/demo/collar).
+Each figure comes from a real QEMU run (-icount, so instructions): benchmarks/c/op_timer.c is
+built with the run's C and -DTAG_MODEL_TRACE, and charges the time between two of the model's
+trace hooks to the operation that just ran; the hook's own cost, measured over 1000 calls, is
+taken off. The same is built a second time with -DTAG_NN_PLAIN_C, the plain C kernels on every
+core, for the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from device_sim.backends.qemu import QemuDevice
+from device_sim.crossbuild import build_firmware
+from device_sim.targets import load_target, target_names
+from harness.agreement import Thresholds
+from models.quantize import IntDense, IntGRU
+from models.rundir import RunDirectory
+from models.tracing import per_step_ops
+
+OP_TIMER = Path(__file__).parent / "c" / "op_timer.c"
+LINE = re.compile(r"^(OP|HOOK|TOTAL)(?: (\d+))? (\d+) (\d+)$")
+
+
+def macs(op, window: int, per_step: bool) -> int:
+    """Multiply-accumulates of one operation over one inference."""
+    steps = window if per_step else 1
+    if isinstance(op, IntDense):
+        return int(op.w_int.size) * steps
+    if isinstance(op, IntGRU):
+        return int(op.w_ih_int.size + op.w_hh_int.size) * window
+    return 0
+
+
+def op_counts(folder: Path, target_name: str, out: Path, plain: bool) -> dict[str, object]:
+    """{'ops': [(instructions, calls)], 'hook': per call, 'total': instructions} of one run."""
+    target = load_target(target_name)
+    defines = {"TAG_MODEL_TRACE": ""} | ({"TAG_NN_PLAIN_C": ""} if plain else {})
+    elf = build_firmware(target, target.platform_for("qemu"),
+                         [OP_TIMER, folder / "tag_model.c", folder / "tag_nn.c"], [folder], out,
+                         defines, name="op_timer_plain" if plain else "op_timer")
+    found: dict[str, object] = {"ops": []}
+    with QemuDevice(elf, target, timeout=120) as device:
+        port = device.open(timeout=120)
+        while "total" not in found:
+            line = port.readline().decode("ascii", "replace").strip()
+            if not line:
+                raise RuntimeError(f"{elf.name} printed nothing more; {device.stderr}")
+            kind, _, count, calls = LINE.match(line).groups()
+            if kind == "OP":
+                found["ops"].append((int(count), int(calls)))
+            elif kind == "HOOK":
+                found["hook"] = int(count) / int(calls)
+            else:
+                found["total"] = int(count)
+    return found
+
+
+def table(run_dir: Path, target_name: str, variant: str) -> list[str]:
+    run = RunDirectory(run_dir)
+    model = run.load_quantized(variant)
+    folder = run.c_dir(variant)
+    profile = load_target(target_name)
+    build = run.path / "build" / f"bench-kernels-{variant}"
+    tuned = op_counts(folder, target_name, build, plain=False)
+    plain = op_counts(folder, target_name, build, plain=True)
+    per_step = {op.name for op in model.ops[:per_step_ops(model.ops)]}
+
+    def net(found, i: int) -> float:
+        count, calls = found["ops"][i]
+        return count - calls * found["hook"]
+
+    lines = [f"### {target_name}, {variant}", "",
+             "| operation | instructions / inference | MACs | instructions / MAC | plain C | "
+             "plain C / tuned |", "|---|---|---|---|---|---|"]
+    for i, op in enumerate(model.ops):
+        n = macs(op, model.window, op.name in per_step)
+        mine, theirs = net(tuned, i), net(plain, i)
+        per_mac = f"{mine / n:.2f}" if n else "-"
+        lines.append(f"| {op.name} | {mine / 1e6:.2f} M | {n:,} | {per_mac} | "
+                     f"{theirs / 1e6:.2f} M | {theirs / mine:.2f} |")
+    calls = sum(c for _, c in tuned["ops"])
+    total = tuned["total"] - calls * tuned["hook"]
+    plain_total = plain["total"] - sum(c for _, c in plain["ops"]) * plain["hook"]
+    deadline = profile.in_unit(profile.deadline_cycles, "instructions")
+    budget = deadline * Thresholds.resolve(profile).latency_share_of_hop
+    all_macs = sum(macs(op, model.window, op.name in per_step) for op in model.ops)
+    lines += [f"| **total** | **{total / 1e6:.2f} M** | {all_macs:,} | | "
+              f"{plain_total / 1e6:.2f} M | {plain_total / total:.2f} |", "",
+              f"total {total / 1e6:.2f} M instructions: {total / deadline:.0%} of the deadline "
+              f"({deadline / 1e6:.1f} M), {total / budget:.0%} of the budget "
+              f"({budget / 1e6:.1f} M)", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--variants", default="q16,q8")
+    args = parser.parse_args()
+    for target_name in target_names():
+        for variant in args.variants.split(","):
+            print("\n".join(table(args.runs / target_name, target_name, variant)))
+
+
+if __name__ == "__main__":
+    main()
