@@ -145,7 +145,6 @@ void tag_matvec(const tag_q_t *w, const tag_q_t *x, int rows, int cols, int32_t 
     }
 }
 
-
 int tag_argmax(const tag_q_t *values, int n)
 {
     int best = 0;

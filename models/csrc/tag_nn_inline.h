@@ -97,8 +97,8 @@ static inline void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_
     }
 }
 
-static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const tag_q_t *h, tag_q_t *h_next,
-                  tag_gru_scratch_t *scratch)
+static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const tag_q_t *h,
+                                tag_q_t *h_next, tag_gru_scratch_t *scratch)
 {
     const int8_t *pre = gru->pre_frac;
     const int hidden = gru->hidden;
