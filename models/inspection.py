@@ -78,11 +78,13 @@ def inspect_recording(source: DataSource, framing: Framing,
         raw = source.read(framing.rate_hz, seed)
     recording = resample(raw, framing.rate_hz)
     faults, outliers = source.plausibility(recording)
+    gravity = NOTHING_FOUND
+    if outliers:
+        gravity = source.implausible(recording, outliers) + (
+            "; left out (--drop-implausible)" if source.drop_implausible
+            else "; kept: --drop-implausible leaves them out")
     if outliers and source.drop_implausible:  # the table and the split are what train gets
-        recording = source.without_implausible(recording)
-        outliers += "; left out (--drop-implausible)"
-    elif outliers:
-        outliers += "; kept: --drop-implausible leaves them out"
+        recording = source.without(recording, outliers)
     windows = make_windows(recording, framing.window, framing.hop)
     if source.path is None:
         layout, files = "synthetic", 0
@@ -96,7 +98,7 @@ def inspect_recording(source: DataSource, framing: Framing,
         seconds=len(raw) / raw.rate_hz, framing=framing, class_names=recording.class_names,
         animals=tuple(sorted({str(a) for a in recording.animals})),
         cells=_cells(recording, windows), single_animal_classes=single_animal_classes(windows),
-        gravity=outliers or NOTHING_FOUND, sensor_faults=faults,
+        gravity=gravity, sensor_faults=faults,
         loader_warnings=[str(w.message) for w in caught],
         split=("--held-out" if held_out else
                f"{'--stratify-split' if stratify else 'a seeded draw'} of "

@@ -96,10 +96,10 @@ class DataSource:
         if not outliers:
             return recording
         if not self.drop_implausible:
-            warnings.warn(f"{recording.source}: {outliers}; --drop-implausible leaves them out",
-                          RecordingWarning, stacklevel=2)
+            warnings.warn(f"{recording.source}: {self.implausible(recording, outliers)}; "
+                          "--drop-implausible leaves them out", RecordingWarning, stacklevel=2)
             return recording
-        return self.without_implausible(recording)
+        return self.without(recording, outliers)
 
     def read(self, rate_hz: float, seed: int = 0) -> Recording:
         """The recording at its own rate, as the loader reads it (the synthetic generator
@@ -116,19 +116,21 @@ class DataSource:
         return load_table(self.path, self.columns, units=self.units or "g",
                           rate_hz=self.rate_hz, scale=self.scale)
 
-    def plausibility(self, recording: Recording) -> tuple[list[str], str | None]:
-        """(what a damaged sensor left, each as a sentence; the bouts that do not feel 1 g, as
-        one sentence, or None)."""
-        faults = signal_faults(recording, WIRE_FULL_SCALE_G)
-        outliers = gravity_outliers(recording, self.gravity_tolerance_g)
-        if not outliers:
-            return faults, None
-        return faults, (f"{describe_bouts(recording, outliers)}, more than "
-                        f"{self.gravity_tolerance_g:g} g from the 1 g a worn sensor always "
-                        "feels (other units or another full-scale range?)")
+    def plausibility(self, recording: Recording) -> tuple[list[str], dict[int, float]]:
+        """(what a damaged sensor left, each as a sentence; {bout: median |a|} of the bouts
+        that do not feel 1 g)."""
+        return (signal_faults(recording, WIRE_FULL_SCALE_G),
+                gravity_outliers(recording, self.gravity_tolerance_g))
 
-    def without_implausible(self, recording: Recording) -> Recording:
-        outliers = gravity_outliers(recording, self.gravity_tolerance_g)
+    def implausible(self, recording: Recording, outliers: dict[int, float]) -> str:
+        """The bouts that do not feel 1 g, as one sentence."""
+        return (f"{describe_bouts(recording, outliers)}, more than {self.gravity_tolerance_g:g} "
+                "g from the 1 g a worn sensor always feels (other units or another full-scale "
+                "range?)")
+
+    @staticmethod
+    def without(recording: Recording, outliers: dict[int, float]) -> Recording:
+        """The recording without the bouts of `outliers`, its source saying so."""
         kept = subset(recording, ~np.isin(recording.bouts, list(outliers)))
         return dataclasses.replace(kept, source=f"{recording.source}, without "
                                                 f"{describe_bouts(recording, outliers)}")
