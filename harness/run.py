@@ -206,26 +206,38 @@ def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
                                   + ". Flash the firmware built for this run.")
 
 
+def _framings(run: RunDirectory, profile: TargetProfile) -> tuple[Framing, Framing, str]:
+    """(the run's framing, the target's, a sentence naming both)."""
+    framing, wanted = run.framing(), Framing.of(profile)
+    return framing, wanted, (
+        f"{run.path} was trained for {framing.target or 'a framing'} at {framing.rate_hz:g} Hz "
+        f"(window {framing.window}, hop {framing.hop}), target {profile.name!r} takes "
+        f"{wanted.rate_hz:g} Hz (window {wanted.window}, hop {wanted.hop})")
+
+
+def check_run_window(run: RunDirectory, profile: TargetProfile) -> None:
+    """A model takes windows of one length: a target that cuts others needs a run of its own
+    (retargeting changes the rate only)."""
+    framing, wanted, both = _framings(run, profile)
+    if framing.window != wanted.window:
+        raise FramingMismatchError(f"{both}: the model cannot take its windows; train a run "
+                                   f"for it (harness train ... --target {profile.name})")
+
+
 def check_run_framing(run: RunDirectory, profile: TargetProfile) -> None:
     """A run trained for another rate, window or hop than the target's is refused, saying how
     to retarget it (same window) or that a run must be trained for the target (other window)."""
-    framing, wanted = run.framing(), Framing.of(profile)
-    if (framing.rate_hz, framing.window, framing.hop) == (wanted.rate_hz, wanted.window,
-                                                           wanted.hop):
+    framing, wanted, both = _framings(run, profile)
+    if framing.cuts_like(wanted):
         return
-    trained = (f"{run.path} was trained for {framing.target or 'a framing'} at "
-               f"{framing.rate_hz:g} Hz (window {framing.window}, hop {framing.hop}), target "
-               f"{profile.name!r} takes {wanted.rate_hz:g} Hz (window {wanted.window}, hop "
-               f"{wanted.hop})")
-    train = f"train a run for it (harness train ... --target {profile.name})"
-    if framing.window != wanted.window:
-        raise FramingMismatchError(f"{trained}: the model cannot take its windows; {train}")
+    check_run_window(run, profile)
     seconds = (framing.window / framing.rate_hz, wanted.window / wanted.rate_hz)
     raise SampleRateError(
-        f"{trained}: add --retarget to run the same weights on the held-out recording "
+        f"{both}: add --retarget to run the same weights on the held-out recording "
         f"resampled to {wanted.rate_hz:g} Hz (in {run.path / 'retargeted' / profile.name}; "
         f"each window then spans {seconds[1]:.2f} s instead of {seconds[0]:.2f} s, which the "
-        f"run's accuracy shows), or {train}")
+        f"run's accuracy shows), or train a run for it (harness train ... --target "
+        f"{profile.name})")
 
 
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,

@@ -24,7 +24,6 @@ from typing import Any
 
 from device_sim import toolchain
 from device_sim.backends import registry
-from device_sim.errors import FramingMismatchError
 from device_sim.model_sources import VARIANTS
 from device_sim.targets import (
     DEFAULT_TARGET,
@@ -34,7 +33,7 @@ from device_sim.targets import (
     target_names,
 )
 from harness.agreement import RunReport
-from harness.run import RunOptions, run_on_device
+from harness.run import RunOptions, check_run_window, run_on_device
 from models.crossval import fold_dir_of
 from models.errors import RunDirectoryError
 from models.pipeline import export_run
@@ -89,13 +88,9 @@ def retarget(run_dir: Path, profile: TargetProfile) -> Path:
     config = run.config()
     framing = run.framing()
     wanted = Framing.of(profile)
-    if (framing.rate_hz, framing.window, framing.hop) == (wanted.rate_hz, wanted.window,
-                                                           wanted.hop):
+    if framing.cuts_like(wanted):
         return run_dir
-    if framing.window != wanted.window:
-        raise FramingMismatchError(
-            f"{run_dir} takes windows of {framing.window} samples, target {profile.name!r} "
-            f"{wanted.window}: the model cannot run there; train a run for it")
+    check_run_window(run, profile)
     moved = RunDirectory(run_dir / "retargeted" / profile.name)
     moved.path.mkdir(parents=True, exist_ok=True)
     for path in (run.metrics_path, run.calibration_path, *run.checkpoints()):

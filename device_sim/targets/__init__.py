@@ -41,6 +41,10 @@ class Framing:
         """The framing of a target profile: its sensor rate, window and hop."""
         return cls(target.sample_rate_hz, target.window, target.hop, target.name)
 
+    def cuts_like(self, other: Framing) -> bool:
+        """The same rate, window and hop, whichever target each is of."""
+        return (self.rate_hz, self.window, self.hop) == (other.rate_hz, other.window, other.hop)
+
 
 @dataclass(frozen=True)
 class Platform:
