@@ -19,6 +19,7 @@ import json
 import os
 import tomllib
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -497,8 +498,7 @@ def evaluate(run: DeviceRun, profile: TargetProfile, windows: WindowSet,
         selection=windows.selection,
         windows_per_class={name: int(np.sum(windows.labels == i))
                            for i, name in enumerate(windows.class_names)},
-        windows_per_animal={animal: windows.animals.count(animal)
-                            for animal in sorted(set(windows.animals))},
+        windows_per_animal=dict(sorted(Counter(windows.animals).items())),
         not_assessed=unassessed)
 
 

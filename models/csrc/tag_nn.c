@@ -1,16 +1,5 @@
 #include "tag_nn.h"
 
-#include <string.h>
-
-/* The DSP-extension paths, unless TAG_NN_PLAIN_C asks for the plain C reference kernels on any
- * core (benchmarks/kernels.py measures one against the other). */
-#if defined(__ARM_FEATURE_DSP) && !defined(TAG_NN_PLAIN_C)
-#define TAG_NN_DSP 1
-#include <arm_acle.h>
-#else
-#define TAG_NN_DSP 0
-#endif
-
 void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, int16_t *out)
 {
     const int pool = 1 << pool_shift;
@@ -24,17 +13,6 @@ void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, in
         }
     }
 }
-
-#if TAG_NN_DSP
-/* A word of 2 (int16) or 4 (int8) values: one (unaligned) LDR on the M4; memcpy keeps
- * the C strict about aliasing and alignment. */
-static inline int32_t tag_load_word(const tag_q_t *p)
-{
-    int32_t word;
-    memcpy(&word, p, sizeof word);
-    return word;
-}
-#endif
 
 #define TAG_ROWS_PER_PASS 4
 
@@ -117,22 +95,6 @@ static inline void tag_rows(const tag_q_t *w, const tag_q_t *x, int cols, int32_
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 #endif
-
-/* One row: what is left over after the passes of several rows. */
-static int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n)
-{
-    int32_t acc = 0;
-    int j = 0;
-#if TAG_NN_DSP && TAG_NN_WORD_BITS == 16
-    for (; j + 2 <= n; j += 2) {
-        acc = __smlad(tag_load_word(w + j), tag_load_word(x + j), acc);
-    }
-#endif
-    for (; j < n; ++j) {
-        acc += (int32_t)w[j] * x[j];
-    }
-    return acc;
-}
 
 void tag_matvec(const tag_q_t *w, const tag_q_t *x, int rows, int cols, int32_t *acc)
 {

@@ -8,8 +8,46 @@
 #define TAG_NN_INLINE_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "tag_nn_tables.h"
+
+/* The DSP-extension paths, unless TAG_NN_PLAIN_C asks for the plain C reference kernels on any
+ * core (benchmarks/kernels.py measures one against the other). */
+#if defined(__ARM_FEATURE_DSP) && !defined(TAG_NN_PLAIN_C)
+#define TAG_NN_DSP 1
+#include <arm_acle.h>
+#else
+#define TAG_NN_DSP 0
+#endif
+
+#if TAG_NN_DSP
+/* A word of 2 (int16) or 4 (int8) values: one (unaligned) LDR on the M4; memcpy keeps
+ * the C strict about aliasing and alignment. */
+static inline int32_t tag_load_word(const tag_q_t *p)
+{
+    int32_t word;
+    memcpy(&word, p, sizeof word);
+    return word;
+}
+#endif
+
+/* One row: a dense layer's, and what tag_matvec leaves over after its passes of several rows. */
+static inline int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n)
+{
+    int32_t acc = 0;
+    int j = 0;
+#if TAG_NN_DSP && TAG_NN_WORD_BITS == 16
+    for (; j + 2 <= n; j += 2) {
+        acc = __smlad(tag_load_word(w + j), tag_load_word(x + j), acc);
+    }
+#endif
+    for (; j < n; ++j) {
+        acc += (int32_t)w[j] * x[j];
+    }
+    return acc;
+}
+
 
 static inline int32_t tag_sat(int64_t value, int bits)
 {
@@ -84,11 +122,8 @@ static inline void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_
     const int acc_frac = layer->w_frac + layer->in_frac;
     for (int i = 0; i < layer->out_dim; ++i) {
         const int32_t bias = tag_align(layer->bias[i], layer->b_frac, acc_frac);
-        const tag_q_t *row = layer->weights + i * layer->in_dim;
-        int32_t acc = bias; /* a plain loop: in_dim folds to a constant, 3 for the perceptron */
-        for (int j = 0; j < layer->in_dim; ++j) {
-            acc += (int32_t)row[j] * in[j];
-        }
+        const int32_t acc = bias + tag_dot(layer->weights + i * layer->in_dim, in,
+                                           layer->in_dim);
         int32_t y = tag_sat32(tag_align(acc, acc_frac, layer->out_frac), TAG_NN_WORD_BITS);
         if (layer->relu && y < 0) {
             y = 0;
