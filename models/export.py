@@ -3,7 +3,8 @@
 Each variant is a folder that compiles on its own, behind one fixed API (tag_model.h):
 
     void tag_model_init(tag_model_t *model);
-    int  tag_model_run(tag_model_t *model, const int16_t *window);  -> class
+    int  tag_model_run(tag_model_t *model, const int16_t *window);  -> class (-1: a kernel
+                                                                       refused its arguments)
     const tag_logit_t *tag_model_logits(const tag_model_t *model);
 
 The window is TAG_MODEL_WINDOW samples of int16 wire counts in Q(.TAG_MODEL_INPUT_FRAC) g. All
@@ -55,9 +56,29 @@ CSRC = Path(__file__).parent / "csrc"
 API_FILES = ("tag_model.h", "tag_model.c")
 GRU_GATES = ("r", "z", "n")
 GRU_BIASES = ("r", "z", "in", "hn")
+MATVEC_ROWS = 4  # rows per pass of tag_matvec and tag_matvec_f32 (TAG_MATVEC_ROWS)
+F32_MATVEC_BLOCK = 4  # columns per block of tag_matvec_f32: four rows' take one VLDM
 
 
-def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 12) -> str:
+def matvec_block(word_bits: int | None) -> int:
+    """Columns in a block of a mat-vec's weights: two 32-bit words of fixed-point values (one
+    LDRD), or F32_MATVEC_BLOCK floats (word_bits None)."""
+    return F32_MATVEC_BLOCK if word_bits is None else 64 // word_bits
+
+
+def matvec_layout(w: np.ndarray, block: int) -> np.ndarray:
+    """A [rows][cols] matrix in the order the mat-vec kernels read it, flat: passes of
+    MATVEC_ROWS rows; in each pass, blocks of `block` columns (matvec_block); in each block,
+    the pass's rows one after the other. Zeros pad the last pass and the last block."""
+    rows, cols = w.shape
+    passes, blocks = -(-rows // MATVEC_ROWS), -(-cols // block)
+    padded = np.zeros((passes * MATVEC_ROWS, blocks * block), dtype=w.dtype)
+    padded[:rows, :cols] = w
+    return padded.reshape(passes, MATVEC_ROWS, blocks, block).transpose(0, 2, 1, 3).ravel()
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 12,
+             attributes: str = "") -> str:
     flat = np.asarray(values).ravel()
     if ctype == "float":
         items = [f"{float(np.float32(v)):.9e}f" for v in flat]
@@ -65,7 +86,7 @@ def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 12) -> s
         items = [str(int(v)) for v in flat]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
+    return f"static const {ctype} {name}[{len(flat)}]{attributes} = {{\n    {body}\n}};\n"
 
 
 def _header_comment(what: str) -> str:
@@ -85,6 +106,15 @@ class _Variant:
     @property
     def is_float(self) -> bool:
         return self.name == "f32"
+
+    @property
+    def bits(self) -> int:
+        return int(self.name[1:])
+
+    @property
+    def aligned(self) -> str:
+        """The attribute of what the mat-vec kernels read a word pair or more at a time."""
+        return "TAG_F32_ALIGNED" if self.is_float else "TAG_NN_ALIGNED"
 
 
 def _variant(bits: int | None) -> _Variant:
@@ -116,16 +146,13 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
     n = op.name
     biases = "".join(_c_array(v.word, f"{n}_b_{k}", b[i]) for i, k in enumerate(GRU_BIASES))
     bias_pointers = f"{{{', '.join(f'{n}_b_{k}' for k in GRU_BIASES)}}}"
-    if v.is_float:
-        text = "".join(_c_array(v.word, f"{n}_w_ih_{g}", w_ih[i])
-                       for i, g in enumerate(GRU_GATES))
-        text += "".join(_c_array(v.word, f"{n}_w_hh_{g}", w_hh[i])
-                        for i, g in enumerate(GRU_GATES))
-        pointers = (f"{{{', '.join(f'{n}_w_ih_{g}' for g in GRU_GATES)}}}, "
-                    f"{{{', '.join(f'{n}_w_hh_{g}' for g in GRU_GATES)}}}, {bias_pointers}")
-    else:  # the gates stacked, [gate][unit][input], for one pass of tag_matvec over them
-        text = _c_array(v.word, f"{n}_w_ih", w_ih) + _c_array(v.word, f"{n}_w_hh", w_hh)
-        pointers = f"{n}_w_ih, {n}_w_hh, {bias_pointers}"
+    # The gates stacked, [gate][unit] rows, laid out for the mat-vec kernel's passes.
+    block = matvec_block(None if v.is_float else v.bits)
+    text = "".join(_c_array(v.word, f"{n}_{m}", matvec_layout(w.reshape(-1, w.shape[2]), block),
+                            attributes=f" {v.aligned}")
+                   for m, w in (("w_ih", w_ih), ("w_hh", w_hh)))
+    pointers = (f"{{{3 * hidden}, {in_dim}, {n}_w_ih}}, {{{3 * hidden}, {hidden}, {n}_w_hh}}, "
+                f"{bias_pointers}")
     text += biases
     if v.is_float:
         fields = f"{in_dim}, {hidden}, {pointers}"
@@ -133,7 +160,8 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
         def fracs(formats) -> str:
             return "{" + ", ".join(str(f.frac) for f in formats) + "}"
         fields = (f"{in_dim}, {hidden}, {op.x.frac}, {op.h.frac}, {fracs(op.w_ih)}, "
-                  f"{fracs(op.w_hh)}, {fracs(op.b)}, {fracs(op.pre.values())}, {pointers}")
+                  f"{fracs(op.w_hh)}, {fracs(op.b)}, {fracs(op.pre.values())}, "
+                  f"{int(op.pre_sums_fit_int32())}, {pointers}")
     return text + f"static const tag_gru{v.suffix}_t {n} = {{{fields}}};\n"
 
 
@@ -160,7 +188,11 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
         per_step = ops[:stepped]
         rest = ops[stepped:]
         hidden = gru.hidden
-        fields += [f"{v.word} x[TAG_MODEL_AXES];"]
+        # What tag_matvec reads (the GRU's input and state) must be word aligned (LDRD), and
+        # each state row a whole number of words.
+        aligned = f" {v.aligned}"
+        state_row = hidden if v.is_float else -(-hidden * v.bits // 32) * 32 // v.bits
+        fields += [f"{v.word} x[TAG_MODEL_AXES]{aligned};"]
         body += [f"{v.word} *h = model->h[0], *h_next = model->h[1];",
                  "memset(model->h, 0, sizeof model->h);",
                  "for (int t = 0; t < TAG_MODEL_WINDOW; ++t) {"]
@@ -178,18 +210,19 @@ def _forward(v: _Variant, ops: list, window: int) -> tuple[list[str], list[str]]
                 step_in = "model->x"
                 traced = ("model->x", "TAG_MODEL_AXES")
             elif isinstance(op, IntDense | FloatDense):
-                fields.append(f"{v.word} {op.name}[{_out_dim(op)}];")
+                fields.append(f"{v.word} {op.name}[{_out_dim(op)}]{aligned};")
                 body.append(f"    tag_dense{v.suffix}(&{op.name}, {step_in}, model->{op.name});")
                 step_in = f"model->{op.name}"
                 traced = (step_in, str(_out_dim(op)))
             else:
-                fields.append(f"{v.word} h[2][{hidden}]; /* GRU state and next state */")
-                scratch = ""
-                if not v.is_float:
-                    fields.append("tag_gru_scratch_t gru_scratch; /* the gates' products */")
-                    scratch = ", &model->gru_scratch"
-                body += [f"    tag_gru_step{v.suffix}(&{op.name}, {step_in}, h, h_next{scratch});",
-                         f"    {v.word} *swap = h; h = h_next; h_next = swap;"]
+                fields.append(f"{v.word} h[2][{state_row}]{aligned}; "
+                              "/* GRU state and next state */")
+                fields.append(f"tag_gru{v.suffix}_scratch_t gru_scratch; "
+                              "/* the gates' products */")
+                body += [f"    if (tag_gru_step{v.suffix}(&{op.name}, {step_in}, h, h_next, "
+                         f"&model->gru_scratch) != {'TAG_F32_OK' if v.is_float else 'TAG_OK'}) {{",
+                         "        return -1; /* a kernel refused its arguments */", "    }"]
+                body.append(f"    {v.word} *swap = h; h = h_next; h_next = swap;")
                 traced = ("h", str(hidden))  # the new state, after the swap
             body += [f"    {line}" for line in _trace_op(v, ops, op, "t", *traced)]
         body.append("}")
@@ -334,10 +367,22 @@ def _nn_config_h(word_bits: int, max_hidden: int) -> str:
         "#ifndef TAG_NN_CONFIG_H", "#define TAG_NN_CONFIG_H", "",
         f"#define TAG_NN_WORD_BITS {word_bits}",
         f"#define TAG_NN_MAX_HIDDEN {max_hidden} /* GRU units: sizes tag_gru_scratch_t */",
+        f"#define TAG_MATVEC_ROWS {MATVEC_ROWS} /* rows per pass of tag_matvec */",
+        f"#define TAG_MATVEC_BLOCK {matvec_block(word_bits)} /* columns per block of it */",
         f"#define TAG_GATE_FRAC {fixedpoint.GATE_FRAC} /* gates and GRU update in Q15 */",
         f"#define TAG_LUT_INPUT_FRAC {fixedpoint.LUT_INPUT_FRAC}",
         f"#define TAG_LUT_INDEX_SHIFT {fixedpoint.LUT_INDEX_SHIFT}", "",
         "#endif /* TAG_NN_CONFIG_H */", ""])
+
+
+def _f32_config_h(max_hidden: int) -> str:
+    return "\n".join([
+        _header_comment("sizes of the float32 kernels"),
+        "#ifndef TAG_NN_F32_CONFIG_H", "#define TAG_NN_F32_CONFIG_H", "",
+        f"#define TAG_F32_MAX_HIDDEN {max_hidden} /* GRU units: sizes tag_gru_f32_scratch_t */",
+        f"#define TAG_F32_MATVEC_ROWS {MATVEC_ROWS} /* rows per pass of tag_matvec_f32 */",
+        f"#define TAG_F32_MATVEC_BLOCK {matvec_block(None)} /* columns per block of it */", "",
+        "#endif /* TAG_NN_F32_CONFIG_H */", ""])
 
 
 def _nn_tables_h() -> str:
@@ -368,6 +413,7 @@ def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | Non
 
 
 FIXED_POINT_KERNELS = ("tag_nn.h", "tag_nn_inline.h", "tag_nn.c")
+FLOAT_KERNELS = ("tag_nn_f32.h", "tag_nn_f32.c")
 
 
 def write_kernels(folder: Path, word_bits: int, max_hidden: int = 1) -> Path:
@@ -389,11 +435,23 @@ def export_float(net: FloatNet, folder: Path, framing: Framing | None = None,
     manifest = ModelManifest(v.name, net.kind, net.model_hash, net.window, AXES,
                              tuple(net.class_names), "float32", None, INPUT_FRAC, framing,
                              derived_from)
+    write_float_kernels(folder, max([op.hidden for op in net.ops if isinstance(op, FloatGRU)],
+                                    default=1))
     return _write(folder, {
         "tag_model.h": _model_h(v, net.kind, net.window, net.class_names, net.model_hash,
                                 None, fields, len(net.ops)),
         "tag_model.c": _model_c(v, net.kind, _layers_c(v, net.ops), body),
-    }, ("tag_nn_f32.h", "tag_nn_f32.c"), manifest)
+    }, (), manifest)
+
+
+def write_float_kernels(folder: Path, max_hidden: int = 1) -> Path:
+    """The float32 kernels with their configuration header into `folder` (a model's C, or a
+    kernel test's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tag_nn_f32_config.h").write_text(_f32_config_h(max_hidden))
+    for name in FLOAT_KERNELS:
+        shutil.copyfile(CSRC / name, folder / name)
+    return folder
 
 
 def _write(folder: Path, generated: dict[str, str], kernels: tuple[str, ...],

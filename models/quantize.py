@@ -350,6 +350,27 @@ class IntGRU:
         h15 = n + align(z * (h15 - n), GATE_FRAC, 0)  # (1 - z) * n + z * h
         return saturate(align(h15, GATE_FRAC, self.h.frac), self.h.bits)
 
+    def pre_sums_fit_int32(self) -> bool:
+        """Whether every pre-activation sum, for any input and state, stays inside int32 before
+        it is saturated to 16 bits: then the C may add the aligned terms in 32 bits (exactly
+        what the int64 sum gives). From the largest row sum of |weights| and the widest words."""
+        def aligned(bound: int, from_frac: int, to_frac: int) -> int:
+            shift = from_frac - to_frac
+            return (bound >> shift) + 1 if shift > 0 else min(bound << -shift, 2**31)
+
+        ax = [worst_case_accumulator(self.w_ih_int[g], self.x.bits) for g in range(3)]
+        ah = [worst_case_accumulator(self.w_hh_int[g], self.h.bits) for g in range(3)]
+        xf = [self.w_ih[g].frac + self.x.frac for g in range(3)]
+        hf = [self.w_hh[g].frac + self.h.frac for g in range(3)]
+        b = [(int(np.abs(self.b_int[k]).max()), self.b[k].frac) for k in range(4)]
+        gate = 2 ** (GATE_BITS - 1)  # a saturated pre-activation's magnitude
+        sums = {"r": [(ax[0], xf[0]), (ah[0], hf[0]), b[0]],
+                "z": [(ax[1], xf[1]), (ah[1], hf[1]), b[1]],
+                "in": [(ax[2], xf[2]), b[2]], "hn": [(ah[2], hf[2]), b[3]],
+                "n": [(gate, self.pre["in"].frac), (gate * gate, GATE_FRAC + self.pre["hn"].frac)]}
+        return all(sum(aligned(bound, frac, self.pre[key].frac) for bound, frac in terms) < 2**31
+                   for key, terms in sums.items())
+
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.states(x)[:, -1]
 

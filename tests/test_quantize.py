@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -104,6 +105,18 @@ def test_no_input_can_overflow_an_int32_accumulator(tiny_students, toy_windows_g
             for g in range(3):
                 assert worst_case_accumulator(op.w_ih_int[g], op.x.bits) < 2**31
                 assert worst_case_accumulator(op.w_hh_int[g], op.h.bits) < 2**31
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_the_gru_pre_activation_sums_are_proved_to_fit_int32_or_not(tiny_students,
+                                                                    toy_windows_g, bits):
+    """The exporter lets the C add pre-activation terms in 32 bits only on this proof."""
+    net = fold_student(tiny_students["gru_mlp"], ("a", "b", "c"), toy_windows_g.shape[1])
+    gru = next(op for op in quantize(net, toy_windows_g, bits).ops if isinstance(op, IntGRU))
+    assert gru.pre_sums_fit_int32()
+    # A pre-activation format 16 bits finer widens each term by 2^16: the sum no longer fits.
+    finer = dict(gru.pre, r=fixedpoint.QFormat(16, gru.pre["r"].frac + 16))
+    assert not dataclasses.replace(gru, pre=finer).pre_sums_fit_int32()
 
 
 def test_weight_format_is_narrowed_when_a_row_could_overflow():

@@ -23,6 +23,20 @@ typedef int8_t tag_q_t;
 #error "TAG_NN_WORD_BITS must be 8 or 16"
 #endif
 
+/* What tag_matvec reads a word pair at a time (LDRD), weights and activations, is declared
+ * with this. */
+#define TAG_NN_ALIGNED __attribute__((aligned(8)))
+
+typedef enum { TAG_OK = 0, TAG_ARG_ERROR = -1 } tag_status_t;
+
+/* A matrix as tag_matvec reads it: rows x cols words in matvec_layout's order (models/export.py:
+ * passes of TAG_MATVEC_ROWS rows, blocks of TAG_MATVEC_BLOCK columns, zero padded), word
+ * aligned. */
+typedef struct {
+    uint16_t rows, cols;
+    const tag_q_t *w;
+} tag_matrix_t;
+
 /* y = sat(align(W x + align(b))) and ReLU when relu != 0. */
 typedef struct {
     uint16_t in_dim, out_dim;
@@ -43,8 +57,10 @@ typedef struct {
     int8_t w_ih_frac[TAG_GATES], w_hh_frac[TAG_GATES];
     int8_t b_frac[TAG_BIASES];
     int8_t pre_frac[TAG_PRES];           /* 16-bit pre-activations */
-    const tag_q_t *w_ih;                 /* [TAG_GATES][hidden][in_dim], the gates stacked */
-    const tag_q_t *w_hh;                 /* [TAG_GATES][hidden][hidden] */
+    uint8_t sums_fit_int32;              /* the exporter's bound: no pre-activation sum leaves
+                                            int32, so they are added in 32 bits */
+    tag_matrix_t w_ih;                   /* TAG_GATES * hidden rows (the gates stacked) x in_dim */
+    tag_matrix_t w_hh;                   /* TAG_GATES * hidden rows x hidden */
     const tag_q_t *bias[TAG_BIASES];     /* each [hidden] */
 } tag_gru_t;
 
@@ -57,10 +73,11 @@ typedef struct {
 
 /* Rounded mean of 2^pool_shift consecutive samples per axis: [length][axes] -> [length >> pool_shift][axes]. */
 void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, int16_t *out);
-/* acc[r] = sum over c of w[r][c] x[c] in int32, for `rows` rows of `cols` words; several rows
- * per pass over x (SMLAD on cores with the DSP extension). Exact: the exporter bounds every
- * sum inside int32, so the order of the additions does not matter. */
-void tag_matvec(const tag_q_t *w, const tag_q_t *x, int rows, int cols, int32_t *acc);
+/* acc[r] = sum over c of w[r][c] x[c] in int32 for every row of m; TAG_MATVEC_ROWS rows per
+ * pass over x (SMLAD on cores with the DSP extension). Exact: the exporter bounds every sum
+ * inside int32, so the order of the additions does not matter. TAG_ARG_ERROR for an empty or
+ * misaligned matrix or x (both must be word aligned). */
+tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc);
 /* Index of the first largest value. */
 int tag_argmax(const tag_q_t *values, int n);
 
@@ -75,8 +92,9 @@ int tag_argmax(const tag_q_t *values, int n);
  *   void tag_input(counts, n, in_frac, out_frac, out)
  *       n wire counts in Q(.in_frac) to words in Q(.out_frac);
  *   void tag_dense(layer, in, out)  y = sat(align(W x + align(b))), ReLU when layer->relu;
- *   void tag_gru_step(gru, x, h, h_next, scratch)
- *       one time step, h_next = GRU(x, h); h and h_next must not overlap. */
+ *   tag_status_t tag_gru_step(gru, x, h, h_next, scratch)
+ *       one time step, h_next = GRU(x, h); h and h_next must not overlap; x and h word
+ *       aligned (tag_matvec), else TAG_ARG_ERROR. */
 #include "tag_nn_inline.h"
 
 #endif /* TAG_NN_H */

@@ -16,9 +16,11 @@
  * core (benchmarks/kernels.py measures one against the other). */
 #if defined(__ARM_FEATURE_DSP) && !defined(TAG_NN_PLAIN_C)
 #define TAG_NN_DSP 1
-#include <arm_acle.h>
 #else
 #define TAG_NN_DSP 0
+#endif
+#if defined(__ARM_FEATURE_SAT) || TAG_NN_DSP
+#include <arm_acle.h>
 #endif
 
 #if TAG_NN_DSP
@@ -32,7 +34,7 @@ static inline int32_t tag_load_word(const tag_q_t *p)
 }
 #endif
 
-/* One row: a dense layer's, and what tag_matvec leaves over after its passes of several rows. */
+/* One row of a dense layer's weights (row-major: the dense layers are small, the GRU is not). */
 static inline int32_t tag_dot(const tag_q_t *w, const tag_q_t *x, int n)
 {
     int32_t acc = 0;
@@ -64,6 +66,16 @@ static inline int32_t tag_sat32(int32_t value, int bits)
     return value > max ? max : (value < min ? min : value);
 }
 
+/* tag_sat32 to 16 bits and to the word: one SSAT where the core has it (the M3 and the M4),
+ * which GCC does not make of the comparisons itself. */
+#if defined(__ARM_FEATURE_SAT) && !defined(TAG_NN_PLAIN_C)
+#define tag_sat16(value) __ssat((value), 16)
+#define tag_sat_word(value) __ssat((value), TAG_NN_WORD_BITS)
+#else
+#define tag_sat16(value) tag_sat32((value), 16)
+#define tag_sat_word(value) tag_sat32((value), TAG_NN_WORD_BITS)
+#endif
+
 static inline int32_t tag_align(int32_t value, int from_frac, int to_frac)
 {
     const int shift = from_frac - to_frac;
@@ -93,7 +105,7 @@ static inline int32_t tag_align(int32_t value, int from_frac, int to_frac)
 
 static inline int16_t tag_lookup(const int16_t *table, int32_t value, int frac)
 {
-    const int32_t u = tag_sat32(tag_align(value, frac, TAG_LUT_INPUT_FRAC), 16) + 32768;
+    const int32_t u = tag_sat16(tag_align(value, frac, TAG_LUT_INPUT_FRAC)) + 32768;
     const int32_t index = u >> TAG_LUT_INDEX_SHIFT;
     const int32_t within = u & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
     const int32_t low = table[index];
@@ -110,10 +122,17 @@ static inline int16_t tag_tanh_q15(int32_t value, int frac)
     return tag_lookup(tag_tanh_lut, value, frac);
 }
 
+/* A pre-activation: the sum of its aligned terms saturated to 16 bits; in 32-bit arithmetic
+ * when the exporter proved the sum cannot leave int32 (a constant where the layer is const). */
+static inline int32_t tag_pre_sum(int fits_int32, int32_t a, int32_t b, int32_t c)
+{
+    return fits_int32 ? tag_sat16(a + b + c) : tag_sat((int64_t)a + b + c, 16);
+}
+
 static inline void tag_input(const int16_t *counts, int n, int in_frac, int out_frac, tag_q_t *out)
 {
     for (int i = 0; i < n; ++i) {
-        out[i] = (tag_q_t)tag_sat32(tag_align(counts[i], in_frac, out_frac), TAG_NN_WORD_BITS);
+        out[i] = (tag_q_t)tag_sat_word(tag_align(counts[i], in_frac, out_frac));
     }
 }
 
@@ -124,7 +143,7 @@ static inline void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_
         const int32_t bias = tag_align(layer->bias[i], layer->b_frac, acc_frac);
         const int32_t acc = bias + tag_dot(layer->weights + i * layer->in_dim, in,
                                            layer->in_dim);
-        int32_t y = tag_sat32(tag_align(acc, acc_frac, layer->out_frac), TAG_NN_WORD_BITS);
+        int32_t y = tag_sat_word(tag_align(acc, acc_frac, layer->out_frac));
         if (layer->relu && y < 0) {
             y = 0;
         }
@@ -132,14 +151,17 @@ static inline void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_
     }
 }
 
-static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const tag_q_t *h,
-                                tag_q_t *h_next, tag_gru_scratch_t *scratch)
+static inline tag_status_t tag_gru_step(const tag_gru_t *gru, const tag_q_t *x,
+                                        const tag_q_t *h, tag_q_t *h_next,
+                                        tag_gru_scratch_t *scratch)
 {
     const int8_t *pre = gru->pre_frac;
     const int hidden = gru->hidden;
-    /* Every gate's products in two passes over the stacked weights. */
-    tag_matvec(gru->w_ih, x, TAG_GATES * hidden, gru->in_dim, scratch->ax);
-    tag_matvec(gru->w_hh, h, TAG_GATES * hidden, hidden, scratch->ah);
+    /* Every gate's products in two runs over the stacked weights. */
+    if (tag_matvec(&gru->w_ih, x, scratch->ax) != TAG_OK
+        || tag_matvec(&gru->w_hh, h, scratch->ah) != TAG_OK) {
+        return TAG_ARG_ERROR;
+    }
     int x_frac[TAG_GATES], h_frac[TAG_GATES];
     for (int g = 0; g < TAG_GATES; ++g) {
         x_frac[g] = gru->w_ih_frac[g] + gru->in_frac;
@@ -151,28 +173,30 @@ static inline void tag_gru_step(const tag_gru_t *gru, const tag_q_t *x, const ta
             ax[g] = scratch->ax[g * hidden + i];
             ah[g] = scratch->ah[g * hidden + i];
         }
-        /* Pre-activations: each term aligned on its own, summed wide, saturated to 16 bits. */
-        const int32_t pre_r = tag_sat((int64_t)tag_align(ax[TAG_GATE_R], x_frac[TAG_GATE_R], pre[TAG_PRE_R])
-                                      + tag_align(ah[TAG_GATE_R], h_frac[TAG_GATE_R], pre[TAG_PRE_R])
-                                      + tag_align(gru->bias[TAG_BIAS_R][i], gru->b_frac[TAG_BIAS_R], pre[TAG_PRE_R]), 16);
-        const int32_t pre_z = tag_sat((int64_t)tag_align(ax[TAG_GATE_Z], x_frac[TAG_GATE_Z], pre[TAG_PRE_Z])
-                                      + tag_align(ah[TAG_GATE_Z], h_frac[TAG_GATE_Z], pre[TAG_PRE_Z])
-                                      + tag_align(gru->bias[TAG_BIAS_Z][i], gru->b_frac[TAG_BIAS_Z], pre[TAG_PRE_Z]), 16);
-        const int32_t pre_in = tag_sat((int64_t)tag_align(ax[TAG_GATE_N], x_frac[TAG_GATE_N], pre[TAG_PRE_IN])
-                                       + tag_align(gru->bias[TAG_BIAS_IN][i], gru->b_frac[TAG_BIAS_IN], pre[TAG_PRE_IN]), 16);
-        const int32_t pre_hn = tag_sat((int64_t)tag_align(ah[TAG_GATE_N], h_frac[TAG_GATE_N], pre[TAG_PRE_HN])
-                                       + tag_align(gru->bias[TAG_BIAS_HN][i], gru->b_frac[TAG_BIAS_HN], pre[TAG_PRE_HN]), 16);
+        /* Pre-activations: each term aligned on its own, summed, saturated to 16 bits. */
+        const int fits = gru->sums_fit_int32;
+        const int32_t pre_r = tag_pre_sum(fits, tag_align(ax[TAG_GATE_R], x_frac[TAG_GATE_R], pre[TAG_PRE_R]),
+                                          tag_align(ah[TAG_GATE_R], h_frac[TAG_GATE_R], pre[TAG_PRE_R]),
+                                          tag_align(gru->bias[TAG_BIAS_R][i], gru->b_frac[TAG_BIAS_R], pre[TAG_PRE_R]));
+        const int32_t pre_z = tag_pre_sum(fits, tag_align(ax[TAG_GATE_Z], x_frac[TAG_GATE_Z], pre[TAG_PRE_Z]),
+                                          tag_align(ah[TAG_GATE_Z], h_frac[TAG_GATE_Z], pre[TAG_PRE_Z]),
+                                          tag_align(gru->bias[TAG_BIAS_Z][i], gru->b_frac[TAG_BIAS_Z], pre[TAG_PRE_Z]));
+        const int32_t pre_in = tag_pre_sum(fits, tag_align(ax[TAG_GATE_N], x_frac[TAG_GATE_N], pre[TAG_PRE_IN]),
+                                           tag_align(gru->bias[TAG_BIAS_IN][i], gru->b_frac[TAG_BIAS_IN], pre[TAG_PRE_IN]), 0);
+        const int32_t pre_hn = tag_pre_sum(fits, tag_align(ah[TAG_GATE_N], h_frac[TAG_GATE_N], pre[TAG_PRE_HN]),
+                                           tag_align(gru->bias[TAG_BIAS_HN][i], gru->b_frac[TAG_BIAS_HN], pre[TAG_PRE_HN]), 0);
         const int32_t r = tag_sigmoid_q15(pre_r, pre[TAG_PRE_R]);
         const int32_t z = tag_sigmoid_q15(pre_z, pre[TAG_PRE_Z]);
         /* n = tanh(in + r * hn) */
-        const int32_t pre_n = tag_sat((int64_t)tag_align(pre_in, pre[TAG_PRE_IN], pre[TAG_PRE_N])
-                                      + tag_align(r * pre_hn, TAG_GATE_FRAC + pre[TAG_PRE_HN], pre[TAG_PRE_N]), 16);
+        const int32_t pre_n = tag_pre_sum(fits, tag_align(pre_in, pre[TAG_PRE_IN], pre[TAG_PRE_N]),
+                                          tag_align(r * pre_hn, TAG_GATE_FRAC + pre[TAG_PRE_HN], pre[TAG_PRE_N]), 0);
         const int32_t n = tag_tanh_q15(pre_n, pre[TAG_PRE_N]);
         /* h' = (1 - z) n + z h = n + z (h - n), in Q15 */
         const int32_t h15 = tag_align(h[i], gru->h_frac, TAG_GATE_FRAC);
         const int32_t next15 = n + tag_align(z * (h15 - n), TAG_GATE_FRAC, 0);
-        h_next[i] = (tag_q_t)tag_sat32(tag_align(next15, TAG_GATE_FRAC, gru->h_frac), TAG_NN_WORD_BITS);
+        h_next[i] = (tag_q_t)tag_sat_word(tag_align(next15, TAG_GATE_FRAC, gru->h_frac));
     }
+    return TAG_OK;
 }
 
 #endif /* TAG_NN_INLINE_H */

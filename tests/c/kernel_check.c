@@ -1,9 +1,10 @@
 /*
  * tag_matvec against sums computed in numpy (tests/test_kernels.py writes kernel_cases.h):
  * random and extreme weights and inputs, every shape the passes of several rows treat apart
- * (tail rows, tail columns, one row, one column), the input at an odd word offset. Built for
+ * (tail rows, tail columns, one row, one column), weights in matvec_layout's order. Built for
  * the host and for each target's core; the exit status is the number of wrong sums (at most
- * 100), and the host build prints the first.
+ * 100; an input off its word alignment that tag_matvec does not refuse counts as one), and the
+ * host build prints the first.
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,7 +25,7 @@ void tag_fault_report(uint32_t pc, uint32_t cfsr)
 }
 #endif
 
-static tag_q_t input[1 + KERNEL_MAX_COLS]; /* x at input + 1: not word aligned */
+static tag_q_t input[2 + KERNEL_MAX_COLS] TAG_NN_ALIGNED;
 static int32_t sums[KERNEL_MAX_ROWS];
 
 int main(void)
@@ -32,8 +33,15 @@ int main(void)
     int wrong = 0;
     for (int k = 0; k < KERNEL_CASES; ++k) {
         const int rows = kernel_rows[k], cols = kernel_cols[k];
-        memcpy(input + 1, kernel_inputs + kernel_input_at[k], (size_t)cols * sizeof(tag_q_t));
-        tag_matvec(kernel_weights + kernel_weight_at[k], input + 1, rows, cols, sums);
+        const tag_matrix_t matrix = {rows, cols, kernel_weights + kernel_weight_at[k]};
+        memcpy(input, kernel_inputs + kernel_input_at[k], (size_t)cols * sizeof(tag_q_t));
+        if (tag_matvec(&matrix, input + 1, sums) != TAG_ARG_ERROR) { /* LDRD would fault */
+#ifdef TAG_KERNEL_CHECK_HOST
+            printf("case %d: x off its word alignment was not refused\n", k);
+#endif
+            ++wrong;
+        }
+        tag_matvec(&matrix, input, sums);
         for (int r = 0; r < rows; ++r) {
             if (sums[r] != kernel_sums[kernel_sum_at[k] + r]) {
 #ifdef TAG_KERNEL_CHECK_HOST
