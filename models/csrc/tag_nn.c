@@ -127,7 +127,11 @@ tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc)
     for (int r = 0; r < m->rows; r += TAG_MATVEC_ROWS) {
         int32_t a[TAG_MATVEC_ROWS] = {0};
         const tag_q_t *xp = x;
+#if TAG_NN_DSP /* the assembly's blocks four to a turn: the loop's cost shared */
 #pragma GCC unroll 4
+#else /* one: unrolled further, GCC's early loads run the M3 out of registers */
+#pragma GCC unroll 1
+#endif
         for (int k = 0; k < blocks; ++k) {
             tag_block(&w, &xp, a);
         }
