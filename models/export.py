@@ -131,28 +131,31 @@ def _dense_c(v: _Variant, op: IntDense | FloatDense) -> str:
     else:
         out_dim, in_dim = op.w_int.shape
         arrays = (_c_array(v.word, f"{op.name}_w", op.w_int)
-                  + _c_array(v.word, f"{op.name}_b", op.b_int))
-        fields = (f"{in_dim}, {out_dim}, {op.x.frac}, {op.w.frac}, {op.b.frac}, {op.y.frac}, "
+                  + _c_array("int32_t", f"{op.name}_b", op.b_acc))
+        fields = (f"{in_dim}, {out_dim}, {op.x.frac}, {op.w.frac}, {op.y.frac}, "
                   f"{int(op.relu)}, {op.name}_w, {op.name}_b")
     return arrays + f"static const tag_dense{v.suffix}_t {op.name} = {{{fields}}};\n"
 
 
 def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
     if v.is_float:
-        w_ih, w_hh, b = op.w_ih, op.w_hh, op.b
+        w_ih, w_hh = op.w_ih, op.w_hh
+        biases = "".join(_c_array("float", f"{op.name}_b_{k}", op.b[i])
+                         for i, k in enumerate(GRU_BIASES))
+        bias_field = f"{{{', '.join(f'{op.name}_b_{k}' for k in GRU_BIASES)}}}"
     else:
-        w_ih, w_hh, b = op.w_ih_int, op.w_hh_int, op.b_int
+        w_ih, w_hh = op.w_ih_int, op.w_hh_int
+        # One int32 array [bias][unit], each row in its pre-activation's format.
+        biases, bias_field = _c_array("int32_t", f"{op.name}_b", op.b_pre), f"{op.name}_b"
     hidden, in_dim = w_ih.shape[1], w_ih.shape[2]
     n = op.name
-    biases = "".join(_c_array(v.word, f"{n}_b_{k}", b[i]) for i, k in enumerate(GRU_BIASES))
-    bias_pointers = f"{{{', '.join(f'{n}_b_{k}' for k in GRU_BIASES)}}}"
     # The gates stacked, [gate][unit] rows, laid out for the mat-vec kernel's passes.
     block = matvec_block(None if v.is_float else v.bits)
     text = "".join(_c_array(v.word, f"{n}_{m}", matvec_layout(w.reshape(-1, w.shape[2]), block),
                             attributes=f" {v.aligned}")
                    for m, w in (("w_ih", w_ih), ("w_hh", w_hh)))
     pointers = (f"{{{3 * hidden}, {in_dim}, {n}_w_ih}}, {{{3 * hidden}, {hidden}, {n}_w_hh}}, "
-                f"{bias_pointers}")
+                f"{bias_field}")
     text += biases
     if v.is_float:
         fields = f"{in_dim}, {hidden}, {pointers}"
@@ -160,7 +163,7 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
         def fracs(formats) -> str:
             return "{" + ", ".join(str(f.frac) for f in formats) + "}"
         fields = (f"{in_dim}, {hidden}, {op.x.frac}, {op.h.frac}, {fracs(op.w_ih)}, "
-                  f"{fracs(op.w_hh)}, {fracs(op.b)}, {fracs(op.pre.values())}, "
+                  f"{fracs(op.w_hh)}, {fracs(op.pre.values())}, "
                   f"{int(op.pre_sums_fit_int32())}, {pointers}")
     return text + f"static const tag_gru{v.suffix}_t {n} = {{{fields}}};\n"
 

@@ -54,6 +54,7 @@ AXES = 3
 MAX_CLASSES = MESSAGES["RESULT"].array.max_count  # logits per RESULT frame
 GATES = ("r", "z", "n")  # PyTorch's order of the GRU gates
 PRE_ACTIVATIONS = ("r", "z", "in", "hn", "n")  # r, z: gate inputs; in, hn: the two halves of n
+PRE_OF_BIAS = ("r", "z", "in", "hn")  # the pre-activation each GRU bias row adds to
 LUT_RANGE = 8.0  # sigmoid and tanh saturate their input at +-8, so a larger range buys nothing
 
 
@@ -290,8 +291,14 @@ class IntDense:
     def acc_frac(self) -> int:
         return self.w.frac + self.x.frac
 
+    @property
+    def b_acc(self) -> np.ndarray:
+        """The bias in the accumulator's format, as the C stores it (int32: aligned once here,
+        not at every call)."""
+        return align(self.b_int, self.b.frac, self.acc_frac)
+
     def run(self, x: np.ndarray) -> np.ndarray:
-        acc = exact_matmul(x, self.w_int) + align(self.b_int, self.b.frac, self.acc_frac)
+        acc = exact_matmul(x, self.w_int) + self.b_acc
         y = saturate(align(acc, self.acc_frac, self.y.frac), self.y.bits)
         return np.maximum(y, 0) if self.relu else y
 
@@ -327,6 +334,13 @@ class IntGRU:
     def hidden(self) -> int:
         return self.w_hh_int.shape[1]
 
+    @property
+    def b_pre(self) -> np.ndarray:
+        """The bias rows (4, H) r, z, in, hn, each in the format of the pre-activation it adds
+        to, as the C stores them (int32: aligned once here, not at every step)."""
+        return np.stack([align(self.b_int[k], self.b[k].frac, self.pre[key].frac)
+                         for k, key in enumerate(PRE_OF_BIAS)])
+
     def _to_pre(self, key: str, *terms: tuple[np.ndarray, int]) -> np.ndarray:
         total = sum(align(values, frac, self.pre[key].frac) for values, frac in terms)
         return saturate(total, GATE_BITS)
@@ -336,7 +350,8 @@ class IntGRU:
         ah = [exact_matmul(h, self.w_hh_int[g]) for g in range(3)]
         xf = [self.w_ih[g].frac + self.x.frac for g in range(3)]
         hf = [self.w_hh[g].frac + self.h.frac for g in range(3)]
-        bias = [(self.b_int[k], self.b[k].frac) for k in range(4)]
+        b_pre = self.b_pre
+        bias = [(b_pre[k], self.pre[key].frac) for k, key in enumerate(PRE_OF_BIAS)]
         pre_r = self._to_pre("r", (ax[0], xf[0]), (ah[0], hf[0]), bias[0])
         pre_z = self._to_pre("z", (ax[1], xf[1]), (ah[1], hf[1]), bias[1])
         pre_in = self._to_pre("in", (ax[2], xf[2]), bias[2])
@@ -412,9 +427,12 @@ class QuantizedModel:
 
     @property
     def param_bytes(self) -> int:
-        """Bytes of weights and biases as stored in flash."""
-        count = sum(a.size for op in self.ops for a in op.arrays().values())
-        return count * self.word_bits // 8
+        """Bytes of weights and biases as stored in flash: weights in the word, biases in int32
+        (pre-aligned to the format they add to, as CMSIS-NN keeps them)."""
+        arrays = self.arrays()
+        biases = sum(a.size for name, a in arrays.items() if name.endswith(".b"))
+        weights = sum(a.size for a in arrays.values()) - biases
+        return weights * self.word_bits // 8 + biases * 4
 
     def run(self, counts: np.ndarray) -> np.ndarray:
         """Integer logits (N, C) for windows of int16 wire counts (N, L, 3)."""

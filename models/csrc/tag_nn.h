@@ -37,13 +37,14 @@ typedef struct {
     const tag_q_t *w;
 } tag_matrix_t;
 
-/* y = sat(align(W x + align(b))) and ReLU when relu != 0. */
+/* y = sat(align(W x + b)) and ReLU when relu != 0. */
 typedef struct {
     uint16_t in_dim, out_dim;
-    int8_t in_frac, w_frac, b_frac, out_frac;
+    int8_t in_frac, w_frac, out_frac;
     uint8_t relu;
     const tag_q_t *weights; /* [out_dim][in_dim] */
-    const tag_q_t *bias;    /* [out_dim] */
+    const int32_t *bias;    /* [out_dim], in the accumulator's Q(w_frac + in_frac): the exporter
+                               aligns it once (IntDense.b_acc), not every call */
 } tag_dense_t;
 
 /* PyTorch's gate order; biases of r and z merged, the two halves of n kept apart. */
@@ -55,13 +56,14 @@ typedef struct {
     uint16_t in_dim, hidden;
     int8_t in_frac, h_frac;              /* h_frac = word bits - 1 */
     int8_t w_ih_frac[TAG_GATES], w_hh_frac[TAG_GATES];
-    int8_t b_frac[TAG_BIASES];
     int8_t pre_frac[TAG_PRES];           /* 16-bit pre-activations */
     uint8_t sums_fit_int32;              /* the exporter's bound: no pre-activation sum leaves
                                             int32, so they are added in 32 bits */
     tag_matrix_t w_ih;                   /* TAG_GATES * hidden rows (the gates stacked) x in_dim */
     tag_matrix_t w_hh;                   /* TAG_GATES * hidden rows x hidden */
-    const tag_q_t *bias[TAG_BIASES];     /* each [hidden] */
+    const int32_t *bias;                 /* [TAG_BIASES][hidden], each row in the format of the
+                                            pre-activation it adds to: the exporter aligns them
+                                            once (IntGRU.b_pre), not every step */
 } tag_gru_t;
 
 /* What tag_gru_step computes before its point-wise part: every gate's products, input and
@@ -87,11 +89,12 @@ int tag_argmax(const tag_q_t *values, int n);
  *   int32_t tag_align(int32_t value, int from_frac, int to_frac)
  *       from Q(.from_frac) to Q(.to_frac): round half up when narrowing, saturate at int32 when
  *       widening;
- *   int16_t tag_sigmoid_q15(int32_t value, int frac), tag_tanh_q15(...)
- *       Q15 sigmoid and tanh of a value in Q(.frac): 257-entry table, linear interpolation;
+ *   int16_t tag_sigmoid_q15(int32_t pre16, int frac), tag_tanh_q15(...)
+ *       Q15 sigmoid and tanh of a 16-bit value in Q(.frac): 257-entry table, linear
+ *       interpolation;
  *   void tag_input(counts, n, in_frac, out_frac, out)
  *       n wire counts in Q(.in_frac) to words in Q(.out_frac);
- *   void tag_dense(layer, in, out)  y = sat(align(W x + align(b))), ReLU when layer->relu;
+ *   void tag_dense(layer, in, out)  y = sat(align(W x + b)), ReLU when layer->relu;
  *   tag_status_t tag_gru_step(gru, x, h, h_next, scratch)
  *       one time step, h_next = GRU(x, h); h and h_next must not overlap; x and h word
  *       aligned (tag_matvec), else TAG_ARG_ERROR. */

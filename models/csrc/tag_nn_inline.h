@@ -103,23 +103,42 @@ static inline int32_t tag_align(int32_t value, int from_frac, int to_frac)
     return value;
 }
 
-static inline int16_t tag_lookup(const int16_t *table, int32_t value, int frac)
+/* A 16-bit pre-activation (tag_pre_sum's) in Q(.frac) in the tables' input format, saturated
+ * to 16 bits: what tag_sat16(tag_align(...)) gives, without tag_align's int32 checks, which a
+ * 16-bit value never needs (narrowing keeps it inside 16 bits, and a shift left by less than 16
+ * places stays inside int32), nor, when narrowing, the saturation. */
+static inline int32_t tag_lut_input(int32_t pre16, int frac)
 {
-    const int32_t u = tag_sat16(tag_align(value, frac, TAG_LUT_INPUT_FRAC)) + 32768;
-    const int32_t index = u >> TAG_LUT_INDEX_SHIFT;
-    const int32_t within = u & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
-    const int32_t low = table[index];
-    return (int16_t)(low + tag_align((table[index + 1] - low) * within, TAG_LUT_INDEX_SHIFT, 0));
+    const int up = TAG_LUT_INPUT_FRAC - frac;
+    if (up <= 0) {
+        return tag_align(pre16, frac, TAG_LUT_INPUT_FRAC);
+    }
+    if (up < 16) {
+        return tag_sat16((int32_t)((uint32_t)pre16 << up));
+    }
+    return tag_sat16(tag_align(pre16, frac, TAG_LUT_INPUT_FRAC));
 }
 
-static inline int16_t tag_sigmoid_q15(int32_t value, int frac)
+/* Linear interpolation in a 257-entry table over the 16-bit input range: entry
+ * (u >> TAG_LUT_INDEX_SHIFT) of u = input + 32768, written as an offset of the table's middle
+ * so that the + 32768 folds into the loads' offsets. */
+static inline int16_t tag_lookup(const int16_t *table, int32_t pre16, int frac)
 {
-    return tag_lookup(tag_sigmoid_lut, value, frac);
+    const int32_t input = tag_lut_input(pre16, frac);
+    const int16_t *entry = table + (32768 >> TAG_LUT_INDEX_SHIFT) + (input >> TAG_LUT_INDEX_SHIFT);
+    const int32_t within = input & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
+    const int32_t low = entry[0];
+    return (int16_t)(low + tag_align((entry[1] - low) * within, TAG_LUT_INDEX_SHIFT, 0));
 }
 
-static inline int16_t tag_tanh_q15(int32_t value, int frac)
+static inline int16_t tag_sigmoid_q15(int32_t pre16, int frac)
 {
-    return tag_lookup(tag_tanh_lut, value, frac);
+    return tag_lookup(tag_sigmoid_lut, pre16, frac);
+}
+
+static inline int16_t tag_tanh_q15(int32_t pre16, int frac)
+{
+    return tag_lookup(tag_tanh_lut, pre16, frac);
 }
 
 /* A pre-activation: the sum of its aligned terms saturated to 16 bits; in 32-bit arithmetic
@@ -140,8 +159,7 @@ static inline void tag_dense(const tag_dense_t *layer, const tag_q_t *in, tag_q_
 {
     const int acc_frac = layer->w_frac + layer->in_frac;
     for (int i = 0; i < layer->out_dim; ++i) {
-        const int32_t bias = tag_align(layer->bias[i], layer->b_frac, acc_frac);
-        const int32_t acc = bias + tag_dot(layer->weights + i * layer->in_dim, in,
+        const int32_t acc = layer->bias[i] + tag_dot(layer->weights + i * layer->in_dim, in,
                                            layer->in_dim);
         int32_t y = tag_sat_word(tag_align(acc, acc_frac, layer->out_frac));
         if (layer->relu && y < 0) {
@@ -173,18 +191,20 @@ static inline tag_status_t tag_gru_step(const tag_gru_t *gru, const tag_q_t *x,
             ax[g] = scratch->ax[g * hidden + i];
             ah[g] = scratch->ah[g * hidden + i];
         }
-        /* Pre-activations: each term aligned on its own, summed, saturated to 16 bits. */
+        /* Pre-activations: each product aligned on its own, summed with the (pre-aligned)
+         * bias, saturated to 16 bits. */
         const int fits = gru->sums_fit_int32;
+        const int32_t *bias = gru->bias + i;
         const int32_t pre_r = tag_pre_sum(fits, tag_align(ax[TAG_GATE_R], x_frac[TAG_GATE_R], pre[TAG_PRE_R]),
                                           tag_align(ah[TAG_GATE_R], h_frac[TAG_GATE_R], pre[TAG_PRE_R]),
-                                          tag_align(gru->bias[TAG_BIAS_R][i], gru->b_frac[TAG_BIAS_R], pre[TAG_PRE_R]));
+                                          bias[TAG_BIAS_R * hidden]);
         const int32_t pre_z = tag_pre_sum(fits, tag_align(ax[TAG_GATE_Z], x_frac[TAG_GATE_Z], pre[TAG_PRE_Z]),
                                           tag_align(ah[TAG_GATE_Z], h_frac[TAG_GATE_Z], pre[TAG_PRE_Z]),
-                                          tag_align(gru->bias[TAG_BIAS_Z][i], gru->b_frac[TAG_BIAS_Z], pre[TAG_PRE_Z]));
+                                          bias[TAG_BIAS_Z * hidden]);
         const int32_t pre_in = tag_pre_sum(fits, tag_align(ax[TAG_GATE_N], x_frac[TAG_GATE_N], pre[TAG_PRE_IN]),
-                                           tag_align(gru->bias[TAG_BIAS_IN][i], gru->b_frac[TAG_BIAS_IN], pre[TAG_PRE_IN]), 0);
+                                           bias[TAG_BIAS_IN * hidden], 0);
         const int32_t pre_hn = tag_pre_sum(fits, tag_align(ah[TAG_GATE_N], h_frac[TAG_GATE_N], pre[TAG_PRE_HN]),
-                                           tag_align(gru->bias[TAG_BIAS_HN][i], gru->b_frac[TAG_BIAS_HN], pre[TAG_PRE_HN]), 0);
+                                           bias[TAG_BIAS_HN * hidden], 0);
         const int32_t r = tag_sigmoid_q15(pre_r, pre[TAG_PRE_R]);
         const int32_t z = tag_sigmoid_q15(pre_z, pre[TAG_PRE_Z]);
         /* n = tanh(in + r * hn) */
