@@ -56,7 +56,9 @@ CSRC = Path(__file__).parent / "csrc"
 API_FILES = ("tag_model.h", "tag_model.c")
 GRU_GATES = ("r", "z", "n")
 GRU_BIASES = ("r", "z", "in", "hn")
-MATVEC_ROWS = 4  # rows per pass of tag_matvec and tag_matvec_f32 (TAG_MATVEC_ROWS)
+MATVEC_ROWS = 8  # rows per pass of tag_matvec (TAG_MATVEC_ROWS): the M3 keeps all 8 sums in
+#                 registers, the M4 sweeps a pass twice, 4 rows at a time
+F32_MATVEC_ROWS = 4  # rows per pass of tag_matvec_f32 (TAG_F32_MATVEC_ROWS)
 F32_MATVEC_BLOCK = 4  # columns per block of tag_matvec_f32: four rows' take one VLDM
 
 
@@ -66,15 +68,21 @@ def matvec_block(word_bits: int | None) -> int:
     return F32_MATVEC_BLOCK if word_bits is None else 64 // word_bits
 
 
-def matvec_layout(w: np.ndarray, block: int) -> np.ndarray:
+def matvec_rows(word_bits: int | None) -> int:
+    """Rows in a pass of a mat-vec: MATVEC_ROWS, or F32_MATVEC_ROWS (word_bits None)."""
+    return F32_MATVEC_ROWS if word_bits is None else MATVEC_ROWS
+
+
+def matvec_layout(w: np.ndarray, word_bits: int | None) -> np.ndarray:
     """A [rows][cols] matrix in the order the mat-vec kernels read it, flat: passes of
-    MATVEC_ROWS rows; in each pass, blocks of `block` columns (matvec_block); in each block,
-    the pass's rows one after the other. Zeros pad the last pass and the last block."""
+    matvec_rows rows; in each pass, blocks of matvec_block columns; in each block, the pass's
+    rows one after the other. Zeros pad the last pass and the last block."""
     rows, cols = w.shape
-    passes, blocks = -(-rows // MATVEC_ROWS), -(-cols // block)
-    padded = np.zeros((passes * MATVEC_ROWS, blocks * block), dtype=w.dtype)
+    per_pass, block = matvec_rows(word_bits), matvec_block(word_bits)
+    passes, blocks = -(-rows // per_pass), -(-cols // block)
+    padded = np.zeros((passes * per_pass, blocks * block), dtype=w.dtype)
     padded[:rows, :cols] = w
-    return padded.reshape(passes, MATVEC_ROWS, blocks, block).transpose(0, 2, 1, 3).ravel()
+    return padded.reshape(passes, per_pass, blocks, block).transpose(0, 2, 1, 3).ravel()
 
 
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 12,
@@ -150,8 +158,8 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
     hidden, in_dim = w_ih.shape[1], w_ih.shape[2]
     n = op.name
     # The gates stacked, [gate][unit] rows, laid out for the mat-vec kernel's passes.
-    block = matvec_block(None if v.is_float else v.bits)
-    text = "".join(_c_array(v.word, f"{n}_{m}", matvec_layout(w.reshape(-1, w.shape[2]), block),
+    bits = None if v.is_float else v.bits
+    text = "".join(_c_array(v.word, f"{n}_{m}", matvec_layout(w.reshape(-1, w.shape[2]), bits),
                             attributes=f" {v.aligned}")
                    for m, w in (("w_ih", w_ih), ("w_hh", w_hh)))
     pointers = (f"{{{3 * hidden}, {in_dim}, {n}_w_ih}}, {{{3 * hidden}, {hidden}, {n}_w_hh}}, "
@@ -383,7 +391,7 @@ def _f32_config_h(max_hidden: int) -> str:
         _header_comment("sizes of the float32 kernels"),
         "#ifndef TAG_NN_F32_CONFIG_H", "#define TAG_NN_F32_CONFIG_H", "",
         f"#define TAG_F32_MAX_HIDDEN {max_hidden} /* GRU units: sizes tag_gru_f32_scratch_t */",
-        f"#define TAG_F32_MATVEC_ROWS {MATVEC_ROWS} /* rows per pass of tag_matvec_f32 */",
+        f"#define TAG_F32_MATVEC_ROWS {F32_MATVEC_ROWS} /* rows per pass of tag_matvec_f32 */",
         f"#define TAG_F32_MATVEC_BLOCK {matvec_block(None)} /* columns per block of it */", "",
         "#endif /* TAG_NN_F32_CONFIG_H */", ""])
 

@@ -18,13 +18,18 @@ from device_sim import toolchain
 from device_sim.backends.qemu import QemuDevice
 from device_sim.crossbuild import build_firmware
 from device_sim.targets import load_target
-from models.export import matvec_block, matvec_layout, write_float_kernels, write_kernels
+from models.export import matvec_layout, write_float_kernels, write_kernels
 
 CHECK = Path(__file__).parent / "c" / "kernel_check.c"
 CHECK_F32 = Path(__file__).parent / "c" / "kernel_check_f32.c"
-# Rows and columns around the passes: 4 rows per pass, blocks of 4 (int16) or 8 (int8) columns.
+# Rows and columns around the passes: 8 rows per pass (4 for float32, and the M4 sweeps a pass 4
+# rows at a time), blocks of 4 (int16, float32) or 8 (int8) columns, turns of 8 columns (M3).
 SHAPES = [(1, 1), (1, 7), (3, 5), (4, 4), (5, 3), (4, 64), (7, 63), (8, 2), (192, 64),
-          (192, 3), (6, 1), (5, 9), (4, 8), (4, 12), (3, 17), (9, 16)]
+          (192, 3), (6, 1), (5, 9), (4, 8), (4, 12), (3, 17), (9, 16), (8, 8), (15, 33),
+          (16, 12), (17, 9), (12, 20), (24, 64)]
+# float32: 4 rows per pass, blocks of 4; fewer shapes, so that the check fits the collar's flash.
+FLOAT_SHAPES = [(1, 1), (1, 7), (3, 5), (4, 4), (5, 3), (4, 64), (7, 63), (8, 2), (192, 64),
+                (192, 3), (6, 1), (5, 9), (4, 8), (4, 12), (3, 17), (9, 16)]
 
 
 def _cases(bits: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,11 +57,11 @@ def _c_array(ctype: str, name: str, values, attributes: str = "") -> str:
     return f"static const {ctype} {name}[]{attributes} = {{{items}}};\n"
 
 
-def _write_header(folder: Path, kernels_h: str, ctype: str, aligned: str, block: int, cases,
-                  expected: str) -> None:
+def _write_header(folder: Path, kernels_h: str, ctype: str, aligned: str,
+                  word_bits: int | None, cases, expected: str) -> None:
     """kernel_cases.h: the cases' shapes and offsets, the weights in matvec_layout's order, the
     inputs, and `expected` (the C arrays of what the check compares with)."""
-    laid_out = [matvec_layout(w, block) for w, _ in cases]
+    laid_out = [matvec_layout(w, word_bits) for w, _ in cases]
     rows = [w.shape[0] for w, _ in cases]
     cols = [w.shape[1] for w, _ in cases]
     text = (f"#define KERNEL_CASES {len(cases)}\n#define KERNEL_MAX_ROWS {max(rows)}\n"
@@ -76,7 +81,7 @@ def _write_cases(folder: Path, bits: int, cases, wrong_sum: bool = False) -> Non
     assert np.abs(sums).max() < 2**31
     if wrong_sum:
         sums[len(sums) // 2] += 1
-    _write_header(folder, "tag_nn.h", f"int{bits}_t", "TAG_NN_ALIGNED", matvec_block(bits),
+    _write_header(folder, "tag_nn.h", f"int{bits}_t", "TAG_NN_ALIGNED", bits,
                   cases, _c_array("int32_t", "kernel_sums", sums))
 
 
@@ -85,7 +90,7 @@ def _float_cases(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     1e15 in one row), where the order of the additions shows."""
     rng = np.random.default_rng(seed)
     cases = []
-    for rows, cols in SHAPES:
+    for rows, cols in FLOAT_SHAPES:
         cases.append((rng.standard_normal((rows, cols)), rng.standard_normal(cols)))
         spread = 10.0 ** rng.integers(-15, 16, (rows, cols))
         cases.append((rng.standard_normal((rows, cols)) * spread, rng.standard_normal(cols)))
@@ -108,7 +113,7 @@ def _write_float_cases(folder: Path, cases, wrong_sum: bool = False) -> None:
                                                strict=True))
     if wrong_sum:
         sums[len(sums) // 2] = np.nextafter(sums[len(sums) // 2], np.float32(np.inf)) * 2
-    _write_header(folder, "tag_nn_f32.h", "float", "TAG_F32_ALIGNED", matvec_block(None), cases,
+    _write_header(folder, "tag_nn_f32.h", "float", "TAG_F32_ALIGNED", None, cases,
                   _c_array("float", "kernel_sums", sums)
                   + _c_array("float", "kernel_tolerances", tolerances))
 

@@ -84,16 +84,12 @@ def test_16_bit_model_tracks_the_float_model(tiny_students, kind, toy_windows_g)
     assert np.mean(int_logits.argmax(1) == float_logits.argmax(1)) >= 0.97
 
 
-def test_8_bit_model_stores_weights_in_half_the_bytes_of_16_bit(tiny_students, toy_windows_g):
+def test_8_bit_model_stores_half_the_bytes_of_16_bit(tiny_students, toy_windows_g):
     net = fold_student(tiny_students["gru_mlp"], ("a", "b", "c"), toy_windows_g.shape[1])
     q16, q8 = quantize(net, toy_windows_g, 16), quantize(net, toy_windows_g, 8)
-    arrays = q16.arrays()
-    n_biases = sum(a.size for name, a in arrays.items() if name.endswith(".b"))
-    n_weights = sum(a.size for a in arrays.values()) - n_biases
-    assert n_biases > 0 and n_weights > 0
-    # Biases are int32 in the C whatever the word (pre-aligned, as CMSIS-NN keeps them).
-    assert q16.param_bytes == 2 * n_weights + 4 * n_biases
-    assert q8.param_bytes == n_weights + 4 * n_biases
+    n_params = sum(a.size for a in q16.arrays().values())
+    assert q16.param_bytes == 2 * n_params
+    assert q8.param_bytes == n_params
     assert all(a.min() >= -128 and a.max() <= 127 for a in q8.arrays().values())
 
 
