@@ -372,12 +372,13 @@ def _layers_c(v: _Variant, ops: list) -> str:
     return "\n".join(parts)
 
 
-def _nn_config_h(word_bits: int, max_hidden: int) -> str:
+def _nn_config_h(word_bits: int, max_hidden: int, max_cols: int) -> str:
     return "\n".join([
         _header_comment("word length, sizes and activation-table constants"),
         "#ifndef TAG_NN_CONFIG_H", "#define TAG_NN_CONFIG_H", "",
         f"#define TAG_NN_WORD_BITS {word_bits}",
         f"#define TAG_NN_MAX_HIDDEN {max_hidden} /* GRU units: sizes tag_gru_scratch_t */",
+        f"#define TAG_NN_MAX_COLS {max_cols} /* columns of a mat-vec: sizes the M4's widened x */",
         f"#define TAG_MATVEC_ROWS {MATVEC_ROWS} /* rows per pass of tag_matvec */",
         f"#define TAG_MATVEC_BLOCK {matvec_block(word_bits)} /* columns per block of it */",
         f"#define TAG_GATE_FRAC {fixedpoint.GATE_FRAC} /* gates and GRU update in Q15 */",
@@ -414,8 +415,9 @@ def export_quantized(model: QuantizedModel, folder: Path, framing: Framing | Non
     manifest = ModelManifest(v.name, model.kind, model.model_hash, model.window, AXES,
                              tuple(model.class_names), f"int{model.word_bits}",
                              model.logit_frac, INPUT_FRAC, framing, derived_from)
-    write_kernels(folder, model.word_bits,
-                  max([op.hidden for op in model.ops if isinstance(op, IntGRU)], default=1))
+    grus = [op for op in model.ops if isinstance(op, IntGRU)]
+    write_kernels(folder, model.word_bits, max([op.hidden for op in grus], default=1),
+                  max([max(op.w_ih_int.shape[2], op.hidden) for op in grus], default=1))
     return _write(folder, {
         "tag_model.h": _model_h(v, model.kind, model.window, model.class_names,
                                 model.model_hash, model.logit_frac, fields, len(model.ops)),
@@ -427,11 +429,12 @@ FIXED_POINT_KERNELS = ("tag_nn.h", "tag_nn_inline.h", "tag_nn.c")
 FLOAT_KERNELS = ("tag_nn_f32.h", "tag_nn_f32.c")
 
 
-def write_kernels(folder: Path, word_bits: int, max_hidden: int = 1) -> Path:
+def write_kernels(folder: Path, word_bits: int, max_hidden: int = 1, max_cols: int = 1) -> Path:
     """The fixed-point kernels for one word length, with their configuration header and
-    activation tables, into `folder` (a model's C, or a kernel test's)."""
+    activation tables, into `folder` (a model's C, or a kernel test's). `max_hidden`: the most
+    GRU units, `max_cols`: the most columns of a mat-vec (tag_matvec refuses more)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tag_nn_config.h").write_text(_nn_config_h(word_bits, max_hidden))
+    (folder / "tag_nn_config.h").write_text(_nn_config_h(word_bits, max_hidden, max_cols))
     (folder / "tag_nn_tables.h").write_text(_nn_tables_h())
     for name in FIXED_POINT_KERNELS:
         shutil.copyfile(CSRC / name, folder / name)

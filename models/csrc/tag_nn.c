@@ -70,7 +70,8 @@ static inline void tag_store_sums(const int32_t *sums, int n, int left, int32_t 
  * over the pass's other 4 rows. Budget: 5 LDRD + 8 SMLAD = 13 instructions for 16 MACs (0.81
  * per MAC); the pointers move by post-indexing, so the loop adds only its compare and branch.
  * GCC does not pair the loads into LDRD itself, hence the assembly. */
-static inline void tag_block(const tag_q_t **w, const tag_q_t **x, int32_t acc[4])
+typedef tag_q_t tag_block_x_t; /* what a block reads of x: x itself */
+static inline void tag_block(const tag_q_t **w, const tag_block_x_t **x, int32_t acc[4])
 {
     int32_t x01, x23, wa, wb;
     __asm__("ldrd  %[x01], %[x23], [%[x]], #8\n\t"       /* x[c .. c+3]               */
@@ -93,13 +94,33 @@ static inline void tag_block(const tag_q_t **w, const tag_q_t **x, int32_t acc[4
               "m"(*(const tag_q_t(*)[TAG_MATVEC_BLOCK]) * x));
 }
 #elif TAG_NN_DSP && TAG_NN_WORD_BITS == 8
-/* Cortex-M4, int8, one block of the 4 rows of a sweep: x's two words (8 columns) by LDRD,
- * widened by SXTB16 into four halfword pairs (bytes 0 and 2, then 1 and 3 after a rotate); per
- * row an LDRD of its two words, widened the same way, and four SMLAD; the last LDRD steps over
- * the pass's other 4 rows. Budget: 5 LDRD + 4 SXTB16 for x + 4 x (4 SXTB16 + 4 SMLAD) = 41
- * instructions for 32 MACs (1.28 per MAC), with the loop's compare and branch. GCC does not
- * pair the loads into LDRD itself, hence the assembly. */
-static inline void tag_block(const tag_q_t **w, const tag_q_t **x, int32_t acc[4])
+/* Cortex-M4, int8. x is widened once per mat-vec (tag_widen), not in every sweep: each block of
+ * 8 columns as four words of halfword pairs, (x0, x2), (x1, x3), (x4, x6), (x5, x7), the order
+ * SXTB16 takes a weight word apart in (bytes 0 and 2, then 1 and 3 after a rotate). */
+typedef int32_t tag_block_x_t;
+#define TAG_WIDE_WORDS 4 /* words of widened x per block */
+static inline int32_t tag_ror8(int32_t word) /* GCC folds it into SXTB16's rotate */
+{
+    return (int32_t)(((uint32_t)word >> 8) | ((uint32_t)word << 24));
+}
+
+static inline void tag_widen(const tag_q_t *x, int blocks, int32_t *wide)
+{
+    for (int k = 0; k < blocks; ++k, x += TAG_MATVEC_BLOCK, wide += TAG_WIDE_WORDS) {
+        const int32_t low = tag_load_word(x), high = tag_load_word(x + 4);
+        wide[0] = __sxtb16(low);
+        wide[1] = __sxtb16(tag_ror8(low));
+        wide[2] = __sxtb16(high);
+        wide[3] = __sxtb16(tag_ror8(high));
+    }
+}
+
+/* One block of the 4 rows of a sweep: widened x by two LDRD; per row an LDRD of its two words,
+ * each taken apart by two SXTB16, and four SMLAD; the last LDRD steps over the pass's other 4
+ * rows. Budget: 6 LDRD + 4 x (4 SXTB16 + 4 SMLAD) = 38 instructions for 32 MACs (1.19 per
+ * MAC), with the loop's compare and branch. GCC does not pair the loads into LDRD itself, hence
+ * the assembly. */
+static inline void tag_block(const tag_q_t **w, const tag_block_x_t **x, int32_t acc[4])
 {
     int32_t x02, x13, x46, x57, wa, wb, wide;
 #define TAG_ROW_S8(a, step)                                                             \
@@ -112,11 +133,8 @@ static inline void tag_block(const tag_q_t **w, const tag_q_t **x, int32_t acc[4
     "smlad  %[" a "], %[wide], %[x46], %[" a "]\n\t"                                     \
     "sxtb16 %[wide], %[wb], ror #8\n\t"    /* w5, w7 */                                  \
     "smlad  %[" a "], %[wide], %[x57], %[" a "]\n\t"
-    __asm__("ldrd   %[x02], %[x46], [%[x]], #8\n\t"      /* x[c .. c+7], as two words */
-            "sxtb16 %[x13], %[x02], ror #8\n\t"          /* x1, x3 */
-            "sxtb16 %[x02], %[x02]\n\t"                  /* x0, x2 */
-            "sxtb16 %[x57], %[x46], ror #8\n\t"          /* x5, x7 */
-            "sxtb16 %[x46], %[x46]\n\t"                  /* x4, x6 */
+    __asm__("ldrd   %[x02], %[x13], [%[x]], #8\n\t"      /* (x0, x2), (x1, x3) */
+            "ldrd   %[x46], %[x57], [%[x]], #8\n\t"      /* (x4, x6), (x5, x7) */
             TAG_ROW_S8("a0", "8") TAG_ROW_S8("a1", "8") TAG_ROW_S8("a2", "8")
             TAG_ROW_S8("a3", "40")                       /* then past rows 4-7 */
             : [a0] "+r"(acc[0]), [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3]),
@@ -124,21 +142,24 @@ static inline void tag_block(const tag_q_t **w, const tag_q_t **x, int32_t acc[4
               [x46] "=&r"(x46), [x57] "=&r"(x57), [wa] "=&r"(wa), [wb] "=&r"(wb),
               [wide] "=&r"(wide)
             : "m"(*(const tag_q_t(*)[TAG_BLOCK_LENGTH]) * w),
-              "m"(*(const tag_q_t(*)[TAG_MATVEC_BLOCK]) * x));
+              "m"(*(const tag_block_x_t(*)[TAG_WIDE_WORDS]) * x));
 #undef TAG_ROW_S8
 }
 #endif
 
 #if TAG_NN_DSP
-/* The M4's sweep: 4 rows (a half pass, from `half`) by all of x, its blocks four to a turn
- * (the loop's cost shared; unrolled by hand, as GCC's unrolling enters the loop through a
- * jump table that costs each sweep more than it saves), into acc[0 .. min(4, left)). */
+/* The M4's sweep: 4 rows (a half pass, from `half`) by all of x (xs: as the blocks read it),
+ * its blocks four to a turn (the loop's cost shared; unrolled by hand, as GCC's unrolling
+ * enters the loop through a jump table that costs each sweep more than it saves), into
+ * acc[0 .. min(4, left)). */
 static inline __attribute__((always_inline)) void tag_sweep(const tag_q_t *half,
+                                                            const tag_block_x_t *xs,
                                                             const tag_q_t *x, int cols,
                                                             int left, int32_t *acc)
 {
     const int blocks = cols / TAG_MATVEC_BLOCK;
-    const tag_q_t *w = half, *xp = x;
+    const tag_q_t *w = half;
+    const tag_block_x_t *xp = xs;
     int32_t a[TAG_SWEEP_ROWS] = {0};
     int k = blocks;
     for (; k >= 4; k -= 4) {
@@ -209,7 +230,8 @@ static inline void tag_turn(const tag_q_t **w, const tag_q_t **x, int32_t acc[8]
 tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc)
 {
     /* LDRD takes word-aligned addresses only; the exporter aligns weights and activations. */
-    if (m->rows == 0 || m->cols == 0 || ((uintptr_t)m->w & 3u) != 0 || ((uintptr_t)x & 3u) != 0) {
+    if (m->rows == 0 || m->cols == 0 || m->cols > TAG_NN_MAX_COLS || ((uintptr_t)m->w & 3u) != 0
+        || ((uintptr_t)x & 3u) != 0) {
         return TAG_ARG_ERROR;
     }
     const int cols = m->cols;
@@ -217,11 +239,18 @@ tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc)
 #if TAG_NN_DSP
     /* Each pass in two sweeps of 4 rows (its first and second half), the second only where the
      * matrix has rows there. */
+#if TAG_NN_WORD_BITS == 8
+    int32_t wide[(TAG_NN_MAX_COLS / TAG_MATVEC_BLOCK + 1) * TAG_WIDE_WORDS];
+    tag_widen(x, cols / TAG_MATVEC_BLOCK, wide);
+    const tag_block_x_t *xs = wide;
+#else
+    const tag_block_x_t *xs = x;
+#endif
     const tag_q_t *pass = m->w;
     for (int r = 0; r < m->rows; r += TAG_MATVEC_ROWS, pass += pass_length) {
-        tag_sweep(pass, x, cols, m->rows - r, acc + r);
+        tag_sweep(pass, xs, x, cols, m->rows - r, acc + r);
         if (m->rows - r > TAG_SWEEP_ROWS) {
-            tag_sweep(pass + TAG_SWEEP_ROWS * TAG_MATVEC_BLOCK, x, cols,
+            tag_sweep(pass + TAG_SWEEP_ROWS * TAG_MATVEC_BLOCK, xs, x, cols,
                       m->rows - r - TAG_SWEEP_ROWS, acc + r + TAG_SWEEP_ROWS);
         }
     }

@@ -78,7 +78,7 @@ void tag_avgpool(const int16_t *counts, int length, int axes, int pool_shift, in
 /* acc[r] = sum over c of w[r][c] x[c] in int32 for every row of m; TAG_MATVEC_ROWS rows per
  * pass over x (SMLAD on cores with the DSP extension). Exact: the exporter bounds every sum
  * inside int32, so the order of the additions does not matter. TAG_ARG_ERROR for an empty or
- * misaligned matrix or x (both must be word aligned). */
+ * misaligned matrix or x (both must be word aligned), or more than TAG_NN_MAX_COLS columns. */
 tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc);
 /* Index of the first largest value. */
 int tag_argmax(const tag_q_t *values, int n);
