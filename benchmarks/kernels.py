@@ -18,6 +18,8 @@ import argparse
 import re
 from pathlib import Path
 
+from readme_tables import write_block  # beside this script, on sys.path when it runs
+
 from device_sim.backends.qemu import QemuDevice
 from device_sim.crossbuild import build_firmware
 from device_sim.targets import load_target, target_names
@@ -64,7 +66,8 @@ def op_counts(folder: Path, target_name: str, out: Path, plain: bool) -> dict[st
     return found
 
 
-def table(run_dir: Path, target_name: str, variant: str) -> list[str]:
+def table(run_dir: Path, target_name: str, variant: str) -> tuple[list[str], dict[str, float]]:
+    """The per-operation table of one target and variant, and its summary row's figures."""
     run = RunDirectory(run_dir)
     model = run.load_quantized(variant)
     folder = run.c_dir(variant)
@@ -98,17 +101,45 @@ def table(run_dir: Path, target_name: str, variant: str) -> list[str]:
               f"total {total / 1e6:.2f} M instructions: {total / deadline:.0%} of the deadline "
               f"({deadline / 1e6:.1f} M), {total / budget:.0%} of the budget "
               f"({budget / 1e6:.1f} M)", ""]
-    return lines
+    # The GRU and the dense layer before it (the input perceptron), per MAC.
+    gru = next(i for i, op in enumerate(model.ops) if isinstance(op, IntGRU))
+    per_mac = [net(tuned, i) / macs(op, model.window, True) if isinstance(op, IntDense | IntGRU)
+               else float("nan") for i, op in enumerate(model.ops)]
+    summary = {"gru": per_mac[gru],
+               "gru_plain": net(plain, gru) / macs(model.ops[gru], model.window, True),
+               "perceptron": per_mac[gru - 1], "total": total, "plain_total": plain_total,
+               "budget_share": total / budget}
+    return lines, summary
+
+
+def summary_table(rows: dict[tuple[str, str], dict[str, float]]) -> str:
+    """One row per target and variant: what README.md shows."""
+    lines = ["| target, variant | GRU instructions / MAC | plain C | perceptron instructions / MAC "
+             "| total per inference | of the budget (half the deadline) | plain C total |",
+             "|---|---|---|---|---|---|---|"]
+    for (target_name, variant), r in rows.items():
+        lines.append(f"| {load_target(target_name).label}, {variant} | {r['gru']:.2f} | "
+                     f"{r['gru_plain']:.2f} | {r['perceptron']:.2f} | {r['total'] / 1e6:.2f} M | "
+                     f"{r['budget_share']:.0%} | {r['plain_total'] / 1e6:.2f} M |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/demo"))
     parser.add_argument("--variants", default="q16,q8")
+    parser.add_argument("--readme", action="store_true",
+                        help="write the summary into README.md's 'kernels' table")
     args = parser.parse_args()
+    rows = {}
     for target_name in target_names():
         for variant in args.variants.split(","):
-            print("\n".join(table(args.runs / target_name, target_name, variant)))
+            lines, rows[target_name, variant] = table(args.runs / target_name, target_name,
+                                                      variant)
+            print("\n".join(lines))
+    print(summary_table(rows))
+    if args.readme:
+        write_block("kernels", summary_table(rows))
 
 
 if __name__ == "__main__":

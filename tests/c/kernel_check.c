@@ -4,7 +4,7 @@
  * (tail rows, tail columns, one row, one column), weights in matvec_layout's order. Built for
  * the host and for each target's core; the exit status is the number of wrong sums (at most
  * 100; an input off its word alignment that tag_matvec does not refuse counts as one), and the
- * host build prints the first.
+ * host build prints the first. A matrix wider than TAG_NN_MAX_COLS must be refused too.
  */
 #include <stdint.h>
 #include <string.h>
@@ -53,6 +53,14 @@ int main(void)
                 wrong += wrong < 100;
             }
         }
+    }
+    /* Wider than the exporter's bound (TAG_NN_MAX_COLS sizes the M4's widened x): refused. */
+    const tag_matrix_t too_wide = {1, TAG_NN_MAX_COLS + 1, kernel_weights};
+    if (tag_matvec(&too_wide, input, sums) != TAG_ARG_ERROR) {
+#ifdef TAG_KERNEL_CHECK_HOST
+        printf("a matrix of %d columns was not refused\n", TAG_NN_MAX_COLS + 1);
+#endif
+        ++wrong;
     }
     return wrong;
 }
