@@ -397,11 +397,23 @@ def _f32_config_h(max_hidden: int) -> str:
         "#endif /* TAG_NN_F32_CONFIG_H */", ""])
 
 
+def lut_steps(table: np.ndarray) -> np.ndarray:
+    """A 257-entry Q15 table as the C reads it: entry k and the step to entry k + 1 in one
+    int32 word, the entry in the low half and the step in the high half, k = 0..255; one load
+    per lookup, and on the M4 the step's product and the entry's add each one instruction
+    (SMULTB, SXTAH)."""
+    values = np.asarray(table, dtype=np.int64)
+    steps = np.diff(values)
+    assert np.abs(steps).max() < 2**15, "a table step must fit the high half"
+    return ((steps << 16) | (values[:-1] & 0xFFFF)).astype(np.uint32).view(np.int32)
+
+
 def _nn_tables_h() -> str:
-    return (_header_comment("Q15 sigmoid and tanh at x = -8 + k/16, k = 0..256")
+    return (_header_comment("Q15 sigmoid and tanh at x = -8 + k/16, k = 0..256, as entry and "
+                            "step words (lut_steps)")
             + "#ifndef TAG_NN_TABLES_H\n#define TAG_NN_TABLES_H\n\n#include <stdint.h>\n\n"
-            + _c_array("int16_t", "tag_sigmoid_lut", fixedpoint.SIGMOID_LUT)
-            + _c_array("int16_t", "tag_tanh_lut", fixedpoint.TANH_LUT)
+            + _c_array("int32_t", "tag_sigmoid_lut", lut_steps(fixedpoint.SIGMOID_LUT))
+            + _c_array("int32_t", "tag_tanh_lut", lut_steps(fixedpoint.TANH_LUT))
             + "\n#endif /* TAG_NN_TABLES_H */\n")
 
 

@@ -1,10 +1,12 @@
-"""The mat-vec kernel of the fixed-point C against numpy, on the host and on each target's core.
+"""The kernels of the fixed-point and float32 C against numpy, on the host and on each core.
 
-tag_matvec has a path per core: SMLAD on the M4 for int16, SXTB16 then SMLAD for int8 (both in
-assembly), plain C on the M3 and the host, each four rows per pass over weights in
-matvec_layout's order. tests/c/kernel_check.c runs it on random and extreme weights and inputs of
-every shape its passes treat apart, against sums numpy computed, and exits with the number of
-wrong sums (a misaligned input that is not refused counts as one).
+tag_matvec has a path per core: on the M4 SMLAD for int16, SXTB16 then SMLAD for int8 (both in
+assembly, two sweeps of four rows a pass), on the M3 eight rows a pass in assembly, plain C on
+the host, over weights in matvec_layout's order. tests/c/kernel_check.c runs it on random and
+extreme weights and inputs of every shape its passes treat apart, against sums numpy computed,
+and exits with the number of wrong sums (a misaligned input or a matrix wider than
+TAG_NN_MAX_COLS that is not refused counts as one). tests/c/activation_check.c evaluates the
+sigmoid and tanh tables on every 16-bit input.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from device_sim import toolchain
 from device_sim.backends.qemu import QemuDevice
 from device_sim.crossbuild import build_firmware
 from device_sim.targets import load_target
-from models.export import matvec_layout, write_float_kernels, write_kernels
+from models import fixedpoint
+from models.export import lut_steps, matvec_layout, write_float_kernels, write_kernels
 
 CHECK = Path(__file__).parent / "c" / "kernel_check.c"
 CHECK_F32 = Path(__file__).parent / "c" / "kernel_check_f32.c"
+ACTIVATION_CHECK = Path(__file__).parent / "c" / "activation_check.c"
 # Rows and columns around the passes: 8 rows per pass (4 for float32, and the M4 sweeps a pass 4
 # rows at a time), blocks of 4 (int16, float32) or 8 (int8) columns, turns of 8 columns (M3).
 SHAPES = [(1, 1), (1, 7), (3, 5), (4, 4), (5, 3), (4, 64), (7, 63), (8, 2), (192, 64),
@@ -157,6 +161,30 @@ def test_each_cores_kernel_equals_numpy_in_qemu(tmp_path, target_name, bits):
     with QemuDevice(elf, target) as device:
         device.open()  # QEMU boots the guest once its UART is connected
         assert device.wait() == 0  # no wrong sum, by semihosting
+
+
+def test_a_table_word_holds_its_entry_and_the_step_to_the_next():
+    for table in (fixedpoint.SIGMOID_LUT, fixedpoint.TANH_LUT):
+        words = lut_steps(table)
+        assert len(words) == len(table) - 1
+        assert np.array_equal(words.astype(np.int16), table[:-1])  # the low half
+        assert np.array_equal(words >> 16, np.diff(table))
+
+
+@pytest.mark.requires("gcc")
+def test_sigmoid_and_tanh_equal_numpy_on_every_16_bit_input(tmp_path):
+    import subprocess
+
+    folder = write_kernels(tmp_path, 16)
+    program = toolchain.compile_host([ACTIVATION_CHECK], tmp_path / "activation_check",
+                                     [folder])
+    pre = np.arange(-32768, 32768)
+    for frac in (8, 11, 12, 13, 15):  # narrowing, widening and equal to the tables' Q12
+        printed = subprocess.run([str(program), str(frac)], capture_output=True, check=True,
+                                 timeout=60).stdout
+        sigmoid, tanh = np.frombuffer(printed, dtype="<i2").reshape(2, -1)
+        assert np.array_equal(sigmoid, fixedpoint.sigmoid_q15(pre, frac)), frac
+        assert np.array_equal(tanh, fixedpoint.tanh_q15(pre, frac)), frac
 
 
 @pytest.mark.requires("gcc")

@@ -6,7 +6,8 @@
  * Every function has a bit-exact numpy twin (models/fixedpoint.py, models/quantize.py).
  * Q formats: a value v is held as round(v * 2^frac). Products accumulate in int32; the exporter
  * chooses weight formats so that no input can overflow an accumulator.
- * Requires an arithmetic right shift of negative integers (GCC on Arm and x86).
+ * Requires an arithmetic right shift of negative integers and a conversion to a narrower signed
+ * type that wraps (GCC on Arm and x86).
  */
 #ifndef TAG_NN_H
 #define TAG_NN_H

@@ -119,16 +119,16 @@ static inline int32_t tag_lut_input(int32_t pre16, int frac)
     return tag_sat16(tag_align(pre16, frac, TAG_LUT_INPUT_FRAC));
 }
 
-/* Linear interpolation in a 257-entry table over the 16-bit input range: entry
- * (u >> TAG_LUT_INDEX_SHIFT) of u = input + 32768, written as an offset of the table's middle
- * so that the + 32768 folds into the loads' offsets. */
-static inline int16_t tag_lookup(const int16_t *table, int32_t pre16, int frac)
+/* Linear interpolation over the 16-bit input range in a table of 256 words, each an entry in
+ * its low half and the step to the next entry in its high half (models/export.py, lut_steps):
+ * word (u >> TAG_LUT_INDEX_SHIFT) of u = input + 32768. */
+static inline int16_t tag_lookup(const int32_t *table, int32_t pre16, int frac)
 {
     const int32_t input = tag_lut_input(pre16, frac);
-    const int16_t *entry = table + (32768 >> TAG_LUT_INDEX_SHIFT) + (input >> TAG_LUT_INDEX_SHIFT);
+    const int32_t word = table[(32768 >> TAG_LUT_INDEX_SHIFT) + (input >> TAG_LUT_INDEX_SHIFT)];
     const int32_t within = input & ((1 << TAG_LUT_INDEX_SHIFT) - 1);
-    const int32_t low = entry[0];
-    return (int16_t)(low + tag_align((entry[1] - low) * within, TAG_LUT_INDEX_SHIFT, 0));
+    const int32_t entry = (int16_t)word, step = word >> 16;
+    return (int16_t)(entry + tag_align(step * within, TAG_LUT_INDEX_SHIFT, 0));
 }
 
 static inline int16_t tag_sigmoid_q15(int32_t pre16, int frac)
