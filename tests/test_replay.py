@@ -12,6 +12,8 @@ No test sleeps or asserts on wall-clock time: every read has a timeout.
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import struct
 from pathlib import Path
 
@@ -34,7 +36,12 @@ from device_sim.replay import (
     write_image,
 )
 from device_sim.targets import Framing, load_target
-from harness.errors import ReplayImageError, ReplayUnavailableError
+from harness.errors import (
+    DeviceTimeoutError,
+    EmulatorError,
+    ReplayImageError,
+    ReplayUnavailableError,
+)
 from harness.run import RunOptions, check_bulk, run_on_device
 from harness.session import DeviceSession
 from models.export import export_quantized
@@ -277,6 +284,20 @@ def test_a_bad_image_is_refused_with_bad_replay_and_the_device_streams_on(device
                                           tiny[0].run(window[None])[0])
 
 
+@pytest.mark.parametrize("device", DEVICES[:2])
+def test_a_device_that_dies_mid_replay_is_a_clear_error(device, tiny, tmp_path):
+    backend, target = device
+    image = write_image(tmp_path / "long.bin", [accelerometer_counts(WINDOW + 5000 * HOP, 5)])
+    prepared = start(tiny, backend, target, tmp_path / "build", image)
+    with prepared.device as dev, DeviceSession(dev.url, TIMEOUT_S,
+                                               check_alive=dev.check_alive) as session:
+        with pytest.raises((DeviceTimeoutError, EmulatorError)) as error:
+            session.replay(timeout_per_window=5.0,
+                           on_result=lambda result: os.kill(dev.pid, signal.SIGKILL))
+        assert "ended with status" in str(error.value) or "127.0.0.1" in str(error.value)
+    assert not dev.alive
+
+
 @NATIVE
 def test_a_native_device_without_an_image_has_no_replay_region(tiny, tmp_path):
     prepared = start(tiny, "native", "eartag", tmp_path / "build", None)
@@ -310,15 +331,9 @@ def test_renode_replays_from_its_mapped_memory_as_qemu_does(target, tiny, tmp_pa
 
 
 @ON_QEMU
-def test_harness_run_bulk_checks_the_same_windows_as_streaming(hil_target, hil_run_dir,
-                                                               tmp_path):
+def test_harness_run_bulk_checks_the_same_windows_as_streaming(hil_run, tmp_path):
     """A stratified sample (segments of contiguous chosen windows) replayed and streamed."""
-    reports = {}
-    for bulk in (False, True):
-        reports[bulk] = run_on_device(hil_run_dir, RunOptions(
-            target=hil_target.name, backend="qemu", max_windows=12, bulk=bulk,
-            report=tmp_path / f"bulk-{bulk}"))
-    streamed, replayed = reports[False], reports[True]
+    streamed, replayed = hil_run("q16", max_windows=12), hil_run("q16", max_windows=12, bulk=True)
     assert replayed.bulk and not streamed.bulk
     assert replayed.passed, replayed.failures
     assert replayed.int_exact_fraction == 1.0
@@ -326,4 +341,5 @@ def test_harness_run_bulk_checks_the_same_windows_as_streaming(hil_target, hil_r
     keep = ("id", "device", "exact", "latency")
     assert [{k: w[k] for k in keep} for w in replayed.window_results] == \
         [{k: w[k] for k in keep} for w in streamed.window_results]
-    assert (tmp_path / "bulk-True" / "report.json").is_file()
+    assert (tmp_path / "q16-report-bulk" / "report.json").is_file()
+    assert replayed.selection["method"] == "stratified by class and animal"
