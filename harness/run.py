@@ -272,8 +272,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     # nothing can read an old pass as this run's.
     (folder / "report.json").unlink(missing_ok=True)
     profile = load_target(options.target)
-    if options.bulk:
-        capacity = check_bulk(options, profile)  # refused before anything is built
+    # Bulk replay is refused before anything is built where it cannot run.
+    capacity = check_bulk(options, profile) if options.bulk else 0
     check_run_framing(run, profile)
     model = run.model_sources(options.variant)
     check_framing(model, profile)
