@@ -1,53 +1,107 @@
-"""Windows per second of accelerated streaming on every backend that runs here, and the guest
-instructions per second of wall time that gives.
+"""Windows per second on every backend that runs here, streamed and bulk-replayed, and for the
+instruction-counting emulators how close bulk replay comes to the emulator's compute alone.
 
     .venv/bin/python benchmarks/throughput.py [--run runs/demo/eartag] [--windows 200]
 
-Needs a run directory (`harness demo` makes runs/demo/eartag). Streams the held-out bouts whole,
+Needs a run directory (`harness demo` makes runs/demo/eartag). Takes the held-out bouts whole,
 one after the other, until about --windows windows (contiguous windows: each new one needs a
-hop of new samples, as on the tag), as fast as the device's credit allows, and times the
-streaming alone (start-up and HELLO excluded). For an emulator, the windows' own instruction
-counts over the wall time give the guest instructions run per second of streaming: the closer
-to the emulator's speed on compute alone, the less the link costs.
+hop of new samples, as on the tag), and
+
+- streams them as fast as the device's credit allows, timing the streaming alone (start-up and
+  HELLO excluded);
+- replays them in bulk (`harness run --bulk`): timed from REPLAY to REPLAY_DONE;
+- on an emulator that counts instructions, runs benchmarks/c/infer_loop.c, the model's
+  inference alone in a loop, timed from the host's go to the loop's end (no start-up): the
+  emulator's guest instructions per wall second on compute alone. Over the instructions per
+  window (the RESULTs' latency) that is the compute-bound window rate, and the share is bulk's
+  windows per second over it: what the rest (UART, host, ring) leaves of the emulator's speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from device_sim import toolchain
 from device_sim.backends import DeviceOptions, prepare_device, registry
-from device_sim.targets import load_target
+from device_sim.backends.qemu import QemuDevice
+from device_sim.backends.renode import RenodeDevice
+from device_sim.crossbuild import build_firmware
+from device_sim.model_sources import ModelSources
+from device_sim.replay import write_image
+from device_sim.targets import TargetProfile, load_target
 from harness.run import bouts_to_stream
 from harness.session import DeviceSession
 from models.quantize import counts_from_g
 from models.rundir import RunDirectory
 
+INFER_LOOP = Path(__file__).parent / "c" / "infer_loop.c"
+READY = re.compile(rb"READY")
+DONE = re.compile(rb"DONE (\d+) (\d+)\r")
+COMPUTE_DEVICES = {"qemu": QemuDevice, "renode": RenodeDevice}  # instruction-counting
 
-def stream_bouts(run_dir: Path, target: str, backend: str, variant: str, windows: int,
-                 build_dir: Path) -> dict[str, float]:
-    run = RunDirectory(run_dir)
-    profile = load_target(target)
+
+def chosen_bouts(run: RunDirectory, profile: TargetProfile, windows: int) -> list[np.ndarray]:
+    """Wire counts of whole held-out bouts, in order, until about `windows` windows."""
     recording = run.heldout()
     bouts, planned = [], 0
     for bout in bouts_to_stream(recording, profile.window):
-        bouts.append(bout)
+        bouts.append(counts_from_g(recording.accel_g[bout]))
         planned += (len(bout) - profile.window) // profile.hop + 1
         if planned >= windows:
             break
+    return bouts
+
+
+def timed(run: RunDirectory, profile: TargetProfile, backend: str, variant: str,
+          bouts: list[np.ndarray], build_dir: Path, bulk: bool) -> dict[str, float]:
+    """Stream (or replay) `bouts`: windows, wall seconds, instructions per window."""
+    image = write_image(build_dir / "replay.bin", bouts) if bulk else None
     prepared = prepare_device(backend, run.model_sources(variant), profile, build_dir,
-                              DeviceOptions())
-    with prepared.device as device, DeviceSession(device.url, baudrate=prepared.firmware.baudrate,
+                              DeviceOptions(timeout=60.0, replay_image=image))
+    with prepared.device as device, DeviceSession(device.url, 60.0,
+                                                  baudrate=prepared.firmware.baudrate,
                                                   check_alive=device.check_alive) as session:
         unit = session.info.counter_unit
         started = time.perf_counter()
-        results = [r for b in bouts for r in session.stream(counts_from_g(recording.accel_g[b]))]
+        results = session.replay() if bulk else [r for b in bouts for r in session.stream(b)]
         wall = time.perf_counter() - started
-    guest = sum(r.latency for r in results) / wall if unit == "instructions" else None
+    per_window = (float(np.mean([r.latency for r in results])) if unit == "instructions"
+                  else None)
     return {"windows": len(results), "seconds": wall, "windows_per_second": len(results) / wall,
-            "ms_per_window": 1000 * wall / len(results), "guest_mips": guest and guest / 1e6}
+            "instructions_per_window": per_window}
+
+
+def compute_alone_mips(model: ModelSources, profile: TargetProfile, backend: str,
+                       build_dir: Path, loops: int) -> float:
+    """Guest M instructions per wall second of the model's inference alone (infer_loop.c)."""
+    platform = profile.platform_for(backend)
+    elf = build_firmware(profile, platform, [INFER_LOOP, *model.sources], [model.folder],
+                         build_dir, {"TAG_INFER_LOOPS": f"{loops}u"}, name="infer_loop")
+    with COMPUTE_DEVICES[backend](elf, profile, timeout=120.0) as device:
+        port = device.open(timeout=1.0)
+        give_up = time.monotonic() + 300.0
+
+        def read_until(mark: re.Pattern[bytes]) -> re.Match[bytes]:
+            text = b""
+            while not (found := mark.search(text)):
+                if time.monotonic() > give_up or not device.alive:
+                    raise RuntimeError(f"{elf.name} said {text[-200:]!r}, not {mark.pattern!r}:"
+                                       f" {device.stderr}")
+                text += port.read(port.in_waiting or 1)
+            return found
+
+        read_until(READY)
+        started = time.perf_counter()
+        port.write(b"g")  # go: the loop starts now
+        found = read_until(DONE)
+        wall = time.perf_counter() - started
+    instructions, _ = map(int, found.groups())
+    return instructions / wall / 1e6
 
 
 def main() -> None:
@@ -56,8 +110,12 @@ def main() -> None:
     parser.add_argument("--target", default="eartag")
     parser.add_argument("--variant", default="q16")
     parser.add_argument("--windows", type=int, default=200)
+    parser.add_argument("--compute-loops", type=int, default=200,
+                        help="inferences of the compute-alone run")
     args = parser.parse_args()
     profile = load_target(args.target)
+    run = RunDirectory(args.run)
+    bouts = chosen_bouts(run, profile, args.windows)
     rows = {}
     for backend in registry().values():
         if backend.needs_port or (backend.kind != "host" and backend.name not in profile.backends):
@@ -65,16 +123,32 @@ def main() -> None:
         if toolchain.missing(backend.tools):
             print(f"{backend.name}: not run, needs {toolchain.install_hint(backend.tools)}")
             continue
-        rows[backend.name] = stream_bouts(args.run, args.target, backend.name, args.variant,
-                                          args.windows, Path("build/bench-throughput")
-                                          / f"{args.target}-{backend.name}-{args.variant}")
-    print(f"| {args.target} {args.variant} backend | windows | windows/s | ms per window | "
-          "guest M instructions per wall second |")
-    print("|---|---|---|---|---|")
+        out = Path("build/bench-throughput") / f"{args.target}-{backend.name}-{args.variant}"
+        row = {"stream": timed(run, profile, backend.name, args.variant, bouts, out, False),
+               "bulk": timed(run, profile, backend.name, args.variant, bouts, out, True)}
+        if backend.name in COMPUTE_DEVICES:
+            row["mips"] = compute_alone_mips(run.model_sources(args.variant), profile,
+                                             backend.name, out / "compute", args.compute_loops)
+        rows[backend.name] = row
+
+    print(f"| {args.target} {args.variant} backend | windows | stream windows/s | "
+          "bulk windows/s | bulk / stream | M instructions per window | compute-alone guest "
+          "MIPS | compute-bound windows/s | bulk share of compute-bound |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        mips = "n/a (host ns)" if row["guest_mips"] is None else f"{row['guest_mips']:.0f}"
-        print(f"| {name} | {row['windows']:.0f} | {row['windows_per_second']:.1f} | "
-              f"{row['ms_per_window']:.1f} | {mips} |")
+        stream, bulk = row["stream"], row["bulk"]
+        cells = [name, f"{bulk['windows']:.0f}", f"{stream['windows_per_second']:.1f}",
+                 f"{bulk['windows_per_second']:.1f}",
+                 f"{bulk['windows_per_second'] / stream['windows_per_second']:.2f}"]
+        per_window = bulk["instructions_per_window"]
+        if per_window is None or "mips" not in row:
+            cells += ["n/a (host ns)" if per_window is None else f"{per_window / 1e6:.2f}",
+                      "n/a", "n/a", "n/a"]
+        else:
+            bound = row["mips"] * 1e6 / per_window
+            cells += [f"{per_window / 1e6:.2f}", f"{row['mips']:.0f}", f"{bound:.1f}",
+                      f"{100 * bulk['windows_per_second'] / bound:.0f} %"]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ APP_SOURCE = crossbuild.FIRMWARE_DIR / "app_main.c"
 HOST_PLATFORM_SOURCE = crossbuild.FIRMWARE_DIR / "platform_host.c"
 BUILD_ID_CHARS = 16
 # The host's counter (platform_host.c) and an address no Linux process has mapped.
+# The environment variable that names a host program's replay image (platform_host.c).
+REPLAY_ENV = "TAG_REPLAY_IMAGE"
 HOST_DEFINES = {"TAG_PLATFORM_HOST": "", **crossbuild.counter_defines("nanoseconds", 1),
-                "TAG_UNMAPPED_ADDRESS": "0x70000000u"}
+                "TAG_UNMAPPED_ADDRESS": "0x70000000u", "TAG_REPLAY_ENV": f'"{REPLAY_ENV}"'}
 
 
 def check_framing(model: ModelSources, target: TargetProfile) -> None:

@@ -26,7 +26,7 @@ from device_sim.targets import Platform, TargetProfile
 
 FIRMWARE_DIR = Path(__file__).parent / "firmware"
 CORE_SOURCES = [FIRMWARE_DIR / name
-                for name in ("startup.c", "fault.c", "systick.c", "uart.c")]
+                for name in ("startup.c", "fault.c", "systick.c", "uart.c", "replay_region.c")]
 PLATFORM_HEADER = FIRMWARE_DIR / "platform.h"
 ECHO_EXAMPLE = FIRMWARE_DIR / "examples" / "echo_main.c"
 
@@ -80,9 +80,18 @@ def platform_defines(platform: Platform) -> dict[str, str]:
         "TAG_SEMIHOSTING": str(int(platform.semihosting)),
         **counter_defines(platform.counter_unit, platform.counter_per_tick),
         **fallback,
+        **replay_defines(platform),
         **{name: f"0x{value:X}u" if isinstance(value, int) else str(value)
            for name, value in platform.defines.items()},
     }
+
+
+def replay_defines(platform: Platform) -> dict[str, str]:
+    """The replay region (bulk replay, platform.h), where the platform has one."""
+    if not platform.replay_bytes:
+        return {}
+    return {"TAG_REPLAY_ORIGIN": f"0x{platform.replay_origin:08X}u",
+            "TAG_REPLAY_BYTES": f"{platform.replay_bytes}u"}
 
 
 def linker_script(target: TargetProfile, platform: Platform) -> str:

@@ -57,3 +57,16 @@ class DeviceTimeoutError(HarnessError):
 
 class PortError(HarnessError):
     """A device's port is not given, does not exist, is busy or cannot be opened."""
+
+
+class ReplayError(HarnessError):
+    """Bulk replay is not possible: the base of the two below."""
+
+
+class ReplayUnavailableError(ReplayError):
+    """Bulk replay asked of a device or mode that cannot do it: a physical board (nothing can
+    put a recording in its memory), a platform without a replay region, or a real-time run."""
+
+
+class ReplayImageError(ReplayError):
+    """A replay image is malformed, or does not fit the platform's replay region."""

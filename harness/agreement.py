@@ -101,6 +101,7 @@ class DeviceRun:
     seconds: float
     link: dict[str, Any]
     device: dict[str, Any]
+    bulk: bool = False  # replayed from guest memory (harness run --bulk), not streamed
 
     @property
     def received(self) -> np.ndarray:
@@ -251,6 +252,7 @@ class RunReport:
     windows_per_animal: dict[str, int] = field(default_factory=dict)
     # What this run could not check, and why: a pass says nothing about these.
     not_assessed: list[str] = field(default_factory=list)
+    bulk: bool = False  # the recording was replayed from guest memory, not streamed (--bulk)
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # where it was written
 
@@ -499,7 +501,7 @@ def evaluate(run: DeviceRun, profile: TargetProfile, windows: WindowSet,
         windows_per_class={name: int(np.sum(windows.labels == i))
                            for i, name in enumerate(windows.class_names)},
         windows_per_animal=dict(sorted(Counter(windows.animals).items())),
-        not_assessed=unassessed)
+        not_assessed=unassessed, bulk=run.bulk)
 
 
 def scores_assessed(per_class: list[ClassScores]) -> bool:
@@ -569,7 +571,8 @@ def format_report(report: RunReport) -> str:
         rows.append(("energy", f"{NOT_ASSESSED}: {energy.why_not}"))
     rows.append(("windows per second", f"{report.windows_per_second}"))
     title = (f"{report.target} on {report.backend} ({report.platform}), {report.variant}"
-             f"{' (real time)' if report.realtime else ''}")
+             f"{' (real time)' if report.realtime else ''}"
+             f"{' (bulk replay)' if report.bulk else ''}")
     width = max(len(name) for name, _ in rows)
     lines = [title, "-" * len(title)]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]

@@ -360,7 +360,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          realtime=args.realtime, port=args.port, max_windows=args.max_windows,
                          seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
-                         report=args.report)
+                         report=args.report, bulk=args.bulk)
     baseline = None
     if args.baseline is not None:  # read first: a wrong path fails before the device starts
         from harness.baseline import Tolerances, load_snapshot
@@ -687,6 +687,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the model variant to run")
     run.add_argument("--realtime", action="store_true",
                      help="send samples at the sensor's rate instead of as fast as allowed")
+    run.add_argument("--bulk", action="store_true",
+                     help="emulators and native only: load the recording into the device's "
+                          "memory and replay it there, results only on the wire (not with "
+                          "--realtime)")
     run.add_argument("--retarget", action="store_true",
                      help="a run trained at another rate (same window): run its weights on "
                           "the held-out recording resampled to the target's rate, from "

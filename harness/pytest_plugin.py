@@ -191,13 +191,13 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
 @pytest.fixture
 def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, record_property,
             tmp_path) -> Callable[..., Any]:
-    """run(variant="q16", max_windows=None, realtime=None, **thresholds) -> RunReport: streams
-    the held-out recording through the device, checks agreement, and records the figures as
-    JUnit properties of the test."""
+    """run(variant="q16", max_windows=None, realtime=None, bulk=False, **thresholds) ->
+    RunReport: streams (with `bulk`, replays from guest memory) the held-out recording through
+    the device, checks agreement, and records the figures as JUnit properties of the test."""
     from harness.run import RunOptions, run_on_device
 
     def run(variant: str = "q16", max_windows: int | None = None,
-            realtime: bool | None = None, **overrides: float):
+            realtime: bool | None = None, bulk: bool = False, **overrides: float):
         if realtime is None:
             realtime = request.config.getoption("--hil-realtime")
         options = RunOptions(target=hil_target.name,
@@ -206,7 +206,8 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
                              port=request.config.getoption("--hil-port"),
                              max_windows=max_windows, overrides=overrides,
                              link_faults=request.config.getoption("--hil-link-faults"),
-                             report=tmp_path / f"{variant}-report")
+                             report=tmp_path / f"{variant}-report{'-bulk' * bulk}",
+                             bulk=bulk)
         report = run_on_device(hil_run_dir, options)
         record_report(record_property, report)
         baselines = request.config.getoption("--hil-baseline")

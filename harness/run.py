@@ -1,5 +1,9 @@
 """`harness run`: a run directory's model on a device, a recording streamed through it as the
-accelerometer would deliver it, and the agreement with the references checked and reported."""
+accelerometer would deliver it, and the agreement with the references checked and reported.
+
+With `bulk` (`harness run --bulk`, emulators and the host build only) the same segments go into
+a replay image (device_sim/replay.py) that the emulator loads into guest memory; the device
+replays it and sends the results, which are checked by the same code."""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from device_sim.appbuild import check_framing
-from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, prepare_device
-from device_sim.errors import FramingMismatchError, SampleRateError
+from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, get_backend, prepare_device
+from device_sim.errors import FramingMismatchError, ReplayUnavailableError, SampleRateError
 from device_sim.model_sources import ModelSources
+from device_sim.replay import check_fits, write_image
 from device_sim.targets import DEFAULT_TARGET, Framing, TargetProfile, load_target
 from harness.agreement import DeviceRun, RunReport, Thresholds, WindowSet, evaluate
 from harness.errors import DeviceMismatchError, NothingToStreamError
@@ -49,6 +54,7 @@ class RunOptions:
     link_faults: str | None = None  # fault:// options, e.g. "corrupt=0.01&seed=1"
     overrides: dict[str, float] = field(default_factory=dict)
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
+    bulk: bool = False  # replay the recording from guest memory instead of streaming it
 
 
 def bouts_to_stream(recording: Recording, window: int) -> list[np.ndarray]:
@@ -240,17 +246,34 @@ def check_run_framing(run: RunDirectory, profile: TargetProfile) -> None:
         f"{profile.name})")
 
 
+def check_bulk(options: RunOptions, profile: TargetProfile) -> int:
+    """Bulk replay must be possible for this run: not in real time (a replay has no sensor
+    clock), and on a backend whose device has a replay region. Returns the region's bytes."""
+    if options.realtime:
+        raise ReplayUnavailableError("--bulk replays the recording from the device's memory as "
+                                     "fast as it computes, --realtime paces samples at the "
+                                     "sensor's rate: choose one")
+    return get_backend(options.backend).replay_capacity(profile)
+
+
+def replay_segments(recording: Recording, plan: StreamPlan) -> list[np.ndarray]:
+    """The wire counts of each segment the plan streams, for a replay image."""
+    return [counts_from_g(recording.accel_g[segment]) for segment in plan.segments]
+
+
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
                   progress: Callable[[WindowResult], None] | None = None) -> RunReport:
     """Stream the held-out recording (or `recording`) through the device; return the report,
     also written to its report.json."""
     run = RunDirectory(run_dir)
     folder = options.report or run.report_dir(options.target, options.backend,
-                                              options.variant, options.realtime)
+                                              options.variant, options.realtime, options.bulk)
     # The last run's report goes first: a run that fails or is interrupted leaves none, so
     # nothing can read an old pass as this run's.
     (folder / "report.json").unlink(missing_ok=True)
     profile = load_target(options.target)
+    # Bulk replay is refused before anything is built where it cannot run.
+    capacity = check_bulk(options, profile) if options.bulk else 0
     check_run_framing(run, profile)
     model = run.model_sources(options.variant)
     check_framing(model, profile)
@@ -272,10 +295,14 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         layers = [layer.to_dict() for layer in layer_numerics(net, quantized, counts)]
     summary = model_summary(model.manifest, quantized, layers, 4 * count_parameters(student))
 
-    prepared = prepare_device(options.backend, model, profile,
-                              run.build_dir(options.target, options.backend, options.variant),
+    build_dir = run.build_dir(options.target, options.backend, options.variant)
+    image = None
+    if options.bulk:  # exactly the segments streaming would send, each a segment of the image
+        image = write_image(build_dir / "replay.bin", replay_segments(recording, plan))
+        check_fits(image, capacity, f"target {profile.name!r} on {options.backend}")
+    prepared = prepare_device(options.backend, model, profile, build_dir,
                               DeviceOptions(port=options.port, timeout=options.timeout,
-                                            realtime=options.realtime))
+                                            realtime=options.realtime, replay_image=image))
     results: list[WindowResult | None] = []
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
@@ -284,19 +311,26 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
             baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
         info = session.info
         check_device(info, model, profile, device.url)
-        for segment in plan.segments:
-            counts = counts_from_g(recording.accel_g[segment])
-            rate = profile.sample_rate_hz if options.realtime else None
+        if options.bulk:
             t0 = time.monotonic()
-            got = {r.index: r for r in session.stream(counts, rate, on_result=progress)}
-            seconds += time.monotonic() - t0
-            for k in range((len(segment) - window) // hop + 1):
-                result = got.get(k)
-                results.append(result)
-                # Late when it arrives after the next window's last sample was due.
-                due = t0 + (window - 1 + (k + 1) * hop) / profile.sample_rate_hz
-                if options.realtime and result is not None and result.received_at > due:
-                    deadline_misses += 1
+            got = {r.index: r for r in session.replay(options.timeout, on_result=progress)}
+            seconds = time.monotonic() - t0
+            # The device numbers windows across segments: the run's own numbering.
+            results = [got.get(k) for k in range(len(windows))]
+        else:
+            for segment in plan.segments:
+                counts = counts_from_g(recording.accel_g[segment])
+                rate = profile.sample_rate_hz if options.realtime else None
+                t0 = time.monotonic()
+                got = {r.index: r for r in session.stream(counts, rate, on_result=progress)}
+                seconds += time.monotonic() - t0
+                for k in range((len(segment) - window) // hop + 1):
+                    result = got.get(k)
+                    results.append(result)
+                    # Late when it arrives after the next window's last sample was due.
+                    due = t0 + (window - 1 + (k + 1) * hop) / profile.sample_rate_hz
+                    if options.realtime and result is not None and result.received_at > due:
+                        deadline_misses += 1
         stats = session.stats()
         link = asdict(session.link) | {"injected_faults": session.injected_faults}
 
@@ -308,6 +342,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         latency=[r.latency if r else None for r in results],
         stack_peak=stats["stack_peak"] or None, memory=prepared.firmware.memory,
         realtime=options.realtime, deadline_misses=deadline_misses, seconds=seconds,
+        bulk=options.bulk,
         link=link | {"device_bad_frames": stats["bad_frames"], "overruns": stats["overruns"]},
         device={"target": info.target, "build_id": info.build_id,
                 "model_hash": info.model_hash, "model_variant": info.model_variant,

@@ -16,6 +16,8 @@ tag `/dev/ttyUSB0`: the session does not know or care which. It
 - notices RESULT frames lost on the way out by the gap in window indices, and reports them;
 - refuses a HELLO of another protocol version, turns device ERROR frames into DeviceError,
   never reads without a timeout, and gives up on a device that makes no progress;
+- runs a bulk replay (replay): the recording is in the emulator's memory already, and only
+  RESULT frames come back;
 - keeps the TRACE_CRC and TRACE_TENSOR frames of a trace build in `traces`, for the caller to
   read and clear (harness/trace.py), and tells such a build what to trace (trace_request).
 """
@@ -454,6 +456,52 @@ class DeviceSession:
                     f"{self.url}: no answer for {self.timeout:g} s after {sent} of {total} "
                     f"samples were sent ({len(results)} results so far)")
         return results
+
+    # --- bulk replay -----------------------------------------------------------------------
+
+    def replay(self, timeout_per_window: float | None = None,
+               on_result: Callable[[WindowResult], None] | None = None) -> list[WindowResult]:
+        """Run the replay image the emulator loaded (DeviceOptions.replay_image) and collect
+        a result per window; window indices count from 0 across the image's segments.
+
+        The device takes REPLAY with a CREDIT (or refuses it: DeviceError BAD_REPLAY), then
+        sends RESULT frames only, and REPLAY_DONE. Each wait for the next frame lasts at most
+        `timeout_per_window` (default: the session's timeout); a device that stops mid-replay
+        raises DeviceTimeoutError (EmulatorError if the emulator died), as when streaming. A
+        RESULT lost on the wire is missing from the list: the gap in window indices shows it.
+        """
+        assert self.info is not None, "session not open"
+        wait = self.timeout if timeout_per_window is None else timeout_per_window
+        self._inbox = deque(m for m in self._inbox if m.name not in ("CREDIT", "RESULT"))
+        replay_seq = self._seq
+
+        def covers_replay(m: Message) -> bool:  # a CREDIT sent after the device took REPLAY
+            return m.name == "CREDIT" and (m.fields["ack_seq"] - replay_seq) % 256 < 128
+
+        self._transact("REPLAY", covers_replay, "CREDIT after REPLAY")
+        self._unacked.clear()  # nothing may be sent again while the device replays
+        results: list[WindowResult] = []
+        seen: set[int] = set()
+        last_progress = time.monotonic()
+        while True:
+            while self._inbox:
+                message = self._inbox.popleft()
+                if message.name == "RESULT" and message.fields["window_index"] not in seen:
+                    seen.add(message.fields["window_index"])
+                    results.append(self._result(message))
+                    last_progress = time.monotonic()
+                    if on_result is not None:
+                        on_result(results[-1])
+                elif message.name == "REPLAY_DONE":
+                    return results
+                elif message.name == "ERROR":
+                    self._on_error(message)  # raises all but link errors, which change nothing
+            if time.monotonic() - last_progress > wait:
+                self._check_alive()
+                raise DeviceTimeoutError(
+                    f"{self.url}: no answer for {wait:g} s during the replay "
+                    f"({len(results)} results so far)")
+            self._poll()
 
     def _result(self, message: Message) -> WindowResult:
         f = message.fields

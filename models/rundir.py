@@ -12,7 +12,7 @@ a run directory.
     metrics.json           what each step measured, and how long it took
     build/<target>-<backend>-<variant>/     firmware built by `harness run`
     build/<target>-<backend>-<variant>-trace/   the layer-trace firmware of `harness trace`
-    reports/<target>-<backend>-<variant>[-realtime]/report.json
+    reports/<target>-<backend>-<variant>[-realtime][-bulk]/report.json
     reports/targets/<target>-<backend>-<variant>/report.json   a run of `harness targets`
 
 Checkpoints are loaded with weights_only=True; everything else is JSON or npz of plain arrays.
@@ -152,8 +152,8 @@ class RunDirectory:
         return self.path / "build" / f"{_run_name(target, backend, variant)}-trace"
 
     def report_dir(self, target: str, backend: str, variant: str,
-                   realtime: bool = False) -> Path:
-        suffix = "-realtime" if realtime else ""
+                   realtime: bool = False, bulk: bool = False) -> Path:
+        suffix = ("-realtime" if realtime else "") + ("-bulk" if bulk else "")
         return self.path / "reports" / f"{_run_name(target, backend, variant)}{suffix}"
 
     def targets_report_dir(self, target: str, backend: str, variant: str) -> Path:

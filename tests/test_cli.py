@@ -172,6 +172,16 @@ def test_unknown_option_values_are_refused_with_the_choices(argv, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--realtime"], "choose one"),
+    (["--backend", "serial", "--port", "/dev/null"], "physical board"),
+])
+def test_bulk_is_refused_in_real_time_and_on_a_board(extra, says, tmp_path, capsys):
+    message = _error(capsys, ["run", str(tmp_path / "run"), "--bulk", *extra,
+                              "--report", str(tmp_path / "report")])
+    assert says in message and "--bulk" in message
+
+
 @needs_gcc
 def test_held_out_figures_are_those_of_the_held_out_windows(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -47,6 +47,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "RESET": {},
     "TRACE_REQUEST": {"mode": p.MESSAGES["TRACE_REQUEST"].constants["DUMP"], "layer": 1,
                       "step": 300},
+    "REPLAY_DONE": {"windows": 0xFFFF_FFFF, "samples": 16_777_216},
+    "REPLAY": {},
 }
 
 

@@ -24,7 +24,7 @@ from typing import ClassVar, Protocol
 
 from device_sim.appbuild import build_model_firmware
 from device_sim.crossbuild import elf_memory
-from device_sim.errors import UnknownBackendError
+from device_sim.errors import ReplayUnavailableError, UnknownBackendError
 from device_sim.model_sources import ModelSources
 from device_sim.targets import TargetProfile
 
@@ -56,6 +56,7 @@ class DeviceOptions:
     port: str | None = None  # where a physical device is attached
     timeout: float = 10.0    # longest wait for the device to start or answer
     realtime: bool = False   # an emulator's time follows the wall clock (Renode)
+    replay_image: Path | None = None  # bulk replay: loaded into the replay region at start
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,18 @@ class Backend(abc.ABC):
         elf = build_model_firmware(model, target, platform, out_dir, test_hooks=test_hooks,
                                    trace=trace)
         return Firmware(elf, elf_memory(elf), platform.uart_baud, platform.name)
+
+    def replay_capacity(self, target: TargetProfile) -> int:
+        """Bytes of replay image this backend's device can take for `target` (bulk replay):
+        the replay region of the platform it runs. ReplayUnavailableError where there is none.
+        """
+        platform = target.platform_for(self.name)
+        if not platform.replay_bytes:
+            raise ReplayUnavailableError(
+                f"platform {platform.name!r} of target {target.name!r} on {self.name} has no "
+                f"replay region: add replay_origin and replay_bytes to [platforms."
+                f"{platform.name}] in {target.source}, or stream the recording (no --bulk)")
+        return platform.replay_bytes
 
     @abc.abstractmethod
     def device(self, firmware: Firmware, target: TargetProfile,

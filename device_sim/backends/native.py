@@ -42,7 +42,7 @@ import tty
 import weakref
 from pathlib import Path
 
-from device_sim.appbuild import build_native
+from device_sim.appbuild import REPLAY_ENV, build_native
 from device_sim.backends import Backend, DeviceOptions, Firmware
 from device_sim.errors import EmulatorError
 from device_sim.model_sources import ModelSources
@@ -70,9 +70,10 @@ class NativeDevice(ProcessDevice):
     """One host-native firmware process on a pseudo-terminal; same shape as QemuDevice."""
 
     def __init__(self, executable: Path | str, target: TargetProfile | str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, replay_image: Path | None = None) -> None:
         super().__init__(timeout)
         self.executable = Path(executable)
+        self.replay_image = None if replay_image is None else Path(replay_image)
         self.target = load_target(target) if isinstance(target, str) else target
         self._fds: list[int] = []  # pty master and slave; a list the finalizer can empty
         self._tty: str | None = None
@@ -93,6 +94,12 @@ class NativeDevice(ProcessDevice):
         if not self.executable.is_file() or not os.access(self.executable, os.X_OK):
             raise EmulatorError(f"native firmware {self.executable} does not exist or is not "
                                 "executable: build it with device_sim.appbuild.build_native")
+        if self.replay_image is not None and not self.replay_image.is_file():
+            raise EmulatorError(f"replay image {self.replay_image} does not exist")
+        # The device maps the replay image itself (platform_host.c); none without the variable.
+        env = {k: v for k, v in os.environ.items() if k != REPLAY_ENV}
+        if self.replay_image is not None:
+            env[REPLAY_ENV] = str(self.replay_image.resolve())
         master, slave = os.openpty()
         self._fds = [master, slave]
         try:
@@ -101,7 +108,7 @@ class NativeDevice(ProcessDevice):
             self._tty = os.ttyname(slave)
             self._stderr = []
             proc = spawn([str(self.executable)], stdin=master, stdout=master,
-                         stderr=subprocess.PIPE, text=True, errors="replace")
+                         stderr=subprocess.PIPE, text=True, errors="replace", env=env)
         except BaseException:
             _end(None, self._fds)
             raise
@@ -137,7 +144,11 @@ class NativeBackend(Backend):
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> NativeDevice:
-        return NativeDevice(firmware.path, target, timeout=options.timeout)
+        return NativeDevice(firmware.path, target, timeout=options.timeout,
+                            replay_image=options.replay_image)
+
+    def replay_capacity(self, target: TargetProfile) -> int:
+        return 0xFFFF_FFFF  # a mapped file: as large as the image's u32 counts allow
 
 
 BACKEND = NativeBackend()

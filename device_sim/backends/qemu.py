@@ -26,6 +26,7 @@ from device_sim import toolchain
 from device_sim.backends import Backend, DeviceOptions, Firmware
 from device_sim.errors import EmulatorError, ToolchainError
 from device_sim.process import ProcessDevice, collect_lines, end_process, free_port, spawn
+from device_sim.replay import check_fits
 from device_sim.targets import TargetProfile, load_target
 
 QEMU = "qemu-system-arm"
@@ -38,11 +39,14 @@ class QemuDevice(ProcessDevice):
     """One QEMU process running one firmware; a context manager that always ends QEMU."""
 
     def __init__(self, elf: Path | str, target: TargetProfile | str, timeout: float = 10.0,
-                 extra_args: Sequence[str] = (), binary: str = QEMU) -> None:
+                 extra_args: Sequence[str] = (), binary: str = QEMU,
+                 replay_image: Path | None = None) -> None:
         super().__init__(timeout)
         self.elf = Path(elf)
         self.target = load_target(target) if isinstance(target, str) else target
-        self.machine = self.target.platform_for(BACKEND.name).machine
+        self.platform = self.target.platform_for(BACKEND.name)
+        self.machine = self.platform.machine
+        self.replay_image = None if replay_image is None else Path(replay_image)
         self.extra_args = tuple(extra_args)
         self.binary = binary
         self.port: int | None = None
@@ -62,8 +66,18 @@ class QemuDevice(ProcessDevice):
             "-semihosting-config", "enable=on,target=native",
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
             "-icount", "shift=0,align=off,sleep=off",
+            *self._replay_args(),
             *self.extra_args,
         ]
+
+    def _replay_args(self) -> list[str]:
+        """The replay image, raw, at the platform's replay origin (loaded before reset)."""
+        if self.replay_image is None:
+            return []
+        # A comma in the path would end loader's option: QEMU escapes it as ",,".
+        image = str(self.replay_image.resolve()).replace(",", ",,")
+        return ["-device", f"loader,file={image},addr=0x{self.platform.replay_origin:08X},"
+                "force-raw=on"]
 
     def start(self) -> QemuDevice:
         """Launch QEMU and return once it listens on its port (the guest waits for `open`)."""
@@ -75,6 +89,11 @@ class QemuDevice(ProcessDevice):
             raise ToolchainError(f"{self.binary} not found")
         if not self.elf.is_file():
             raise EmulatorError(f"firmware {self.elf} does not exist")
+        if self.replay_image is not None:
+            if not self.replay_image.is_file():
+                raise EmulatorError(f"replay image {self.replay_image} does not exist")
+            check_fits(self.replay_image, BACKEND.replay_capacity(self.target),
+                       f"{self.platform.name} at 0x{self.platform.replay_origin:08X}")
         try:
             for _ in range(START_ATTEMPTS):
                 port = free_port()
@@ -146,7 +165,8 @@ class QemuBackend(Backend):
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> QemuDevice:
-        return QemuDevice(firmware.path, target, timeout=options.timeout)
+        return QemuDevice(firmware.path, target, timeout=options.timeout,
+                          replay_image=options.replay_image)
 
 
 BACKEND = QemuBackend()

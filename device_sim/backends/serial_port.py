@@ -7,7 +7,7 @@ profile names for `serial`. The URL is the port the user gives (`--port /dev/tty
 from __future__ import annotations
 
 from device_sim.backends import Backend, DeviceOptions, Firmware
-from device_sim.errors import PortError
+from device_sim.errors import PortError, ReplayUnavailableError
 from device_sim.targets import TargetProfile
 
 
@@ -41,6 +41,11 @@ class SerialBackend(Backend):
     url_form = "/dev/ttyUSB0 (the --port given)"
     tools = ("arm-none-eabi-gcc", "newlib")
     needs_port = True
+
+    def replay_capacity(self, target: TargetProfile) -> int:
+        raise ReplayUnavailableError(
+            "bulk replay needs an emulator's loader to put the recording in the device's "
+            "memory; a physical board on a serial port has none: stream it (drop --bulk)")
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> SerialDevice:

@@ -24,6 +24,12 @@
  *             body is then answered with ERROR(BAD_MESSAGE, detail = type).
  *   PING      PONG with the same token, then CREDIT. STATS_REQUEST: STATS. RESET: the ring,
  *             the window index and the sample count start again from zero; CREDIT(W).
+ *   REPLAY    bulk replay: the image in the platform's replay region (tag_replay_region; layout
+ *             in device_sim/replay.py) is checked, then CREDIT, or ERROR(BAD_REPLAY, detail =
+ *             what is wrong). Each segment is then fed sample by sample through the same ring
+ *             and inference as SAMPLES, its window state reset at its start as by RESET, and
+ *             RESULT frames (window_index counting on across segments) go out without CREDIT;
+ *             REPLAY_DONE ends it, and the stream is then as after RESET.
  *   faults    tag_fault_report() sends ERROR(HARD_FAULT, detail = CFSR, pc); the platform stops.
  *   trace     only with TAG_MODEL_TRACE (a fixed-point model): the model calls tag_model_trace
  *             after each operation (models/export.py), and the application sends TRACE_CRC for
@@ -376,7 +382,7 @@ static void app_reset_stream(app_t *app)
     app->limit = APP_RX_CAPACITY;
 }
 
-/* Unroll the ring (full: ring_head is the oldest sample), classify, send RESULT and CREDIT. */
+/* Unroll the ring (full: ring_head is the oldest sample), classify, send RESULT. */
 static void app_infer(app_t *app)
 {
     tag_result_t m;
@@ -405,20 +411,109 @@ static void app_infer(app_t *app)
     app->window_index++;
     app->stats.windows++;
     app_send(app, TAG_MSG_RESULT, body, tag_result_pack(&m, body));
-    app_send_credit(app);
 }
 
-static void app_push_sample(app_t *app, const int16_t *xyz)
+/* One sample into the ring; at an inference point, classify and send RESULT. Returns 1 then. */
+static int app_take_sample(app_t *app, const int16_t *xyz)
 {
     memcpy(app->ring[app->ring_head], xyz, sizeof app->ring[0]);
     app->ring_head = (app->ring_head + 1u) % TAG_MODEL_WINDOW;
     app->consumed++;
     app->stats.samples++;
-    if (--app->until_window == 0u) {
-        app->until_window = (uint32_t)(TAG_HOP);
-        app->limit = (uint16_t)(app->consumed + (uint16_t)TAG_HOP);
-        app_infer(app);
+    if (--app->until_window != 0u) {
+        return 0;
     }
+    app->until_window = (uint32_t)(TAG_HOP);
+    app->limit = (uint16_t)(app->consumed + (uint16_t)TAG_HOP);
+    app_infer(app);
+    return 1;
+}
+
+/* A streamed sample: after an inference the host gets its next limit. */
+static void app_push_sample(app_t *app, const int16_t *xyz)
+{
+    if (app_take_sample(app, xyz)) {
+        app_send_credit(app);
+    }
+}
+
+/* ---- bulk replay ------------------------------------------------------------------------ */
+
+/* 0 if the region holds a well-formed image, else the REPLAY BAD_* constant saying why. Every
+ * size in 64 bits: a corrupt header cannot wrap the bounds check. */
+static uint32_t app_check_replay(const uint8_t *base, uint32_t bytes)
+{
+    if (bytes == 0u) {
+        return TAG_REPLAY_BAD_NO_REGION;
+    }
+    if (bytes < TAG_REPLAY_HEADER_BYTES) {
+        return TAG_REPLAY_BAD_SIZE;
+    }
+    if (tag_get_u32(base) != TAG_REPLAY_MAGIC) {
+        return TAG_REPLAY_BAD_MAGIC;
+    }
+    if (tag_get_u16(base + 4) != TAG_REPLAY_IMAGE_VERSION) {
+        return TAG_REPLAY_BAD_VERSION;
+    }
+    if (tag_get_u16(base + 6) != TAG_REPLAY_AXES) {
+        return TAG_REPLAY_BAD_AXES;
+    }
+    uint32_t segments = tag_get_u32(base + 8);
+    uint32_t samples = tag_get_u32(base + 12);
+    uint64_t need = (uint64_t)TAG_REPLAY_HEADER_BYTES + 4u * (uint64_t)segments
+                    + 2u * TAG_REPLAY_AXES * (uint64_t)samples;
+    if (need > bytes) {
+        return TAG_REPLAY_BAD_SIZE;
+    }
+    uint64_t sum = 0u;
+    for (uint32_t s = 0u; s < segments; s++) {
+        sum += tag_get_u32(base + TAG_REPLAY_HEADER_BYTES + 4u * s);
+    }
+    return sum == samples ? 0u : TAG_REPLAY_BAD_SEGMENTS;
+}
+
+static void app_send_replay_done(app_t *app, uint32_t windows, uint32_t samples)
+{
+    tag_replay_done_t m;
+    uint8_t body[TAG_REPLAY_DONE_BODY_MAX];
+    m.windows = windows;
+    m.samples = samples;
+    app_send(app, TAG_MSG_REPLAY_DONE, body, tag_replay_done_pack(&m, body));
+}
+
+/* REPLAY (accepted): every segment through the streaming path's ring and inference. */
+static void app_replay(app_t *app)
+{
+    const uint8_t *base;
+    uint32_t bytes = tag_replay_region(&base);
+    uint32_t bad = app_check_replay(base, bytes);
+    if (bad != 0u) {
+        app_send_error(app, TAG_ERR_BAD_REPLAY, bad, 0u);
+        return;
+    }
+    app_send_credit(app); /* taken: the host must not send it again while the device computes */
+    uint32_t segments = tag_get_u32(base + 8);
+    uint32_t samples = tag_get_u32(base + 12);
+    const uint8_t *table = base + TAG_REPLAY_HEADER_BYTES;
+    const uint8_t *counts = table + 4u * segments;
+    uint32_t next_window = 0u;
+    uint32_t windows = 0u;
+    for (uint32_t s = 0u; s < segments; s++) {
+        uint32_t n = tag_get_u32(table + 4u * s);
+        app_reset_stream(app); /* a segment is a bout: no window spans two */
+        app->window_index = next_window;
+        for (uint32_t i = 0u; i < n; i++) {
+            int16_t xyz[TAG_MODEL_AXES];
+            for (uint32_t a = 0u; a < TAG_MODEL_AXES; a++) {
+                xyz[a] = tag_get_i16(counts + 2u * a);
+            }
+            counts += 2u * TAG_MODEL_AXES;
+            windows += (uint32_t)app_take_sample(app, xyz);
+        }
+        next_window = app->window_index;
+    }
+    app_reset_stream(app);
+    app_send_replay_done(app, windows, samples);
 }
 
 #ifdef TAG_TEST_HOOKS
@@ -508,6 +603,14 @@ static void app_on_frame(app_t *app)
         }
         app_reset_stream(app);
         app_send_credit(app);
+        return;
+    }
+    case TAG_MSG_REPLAY: {
+        tag_replay_t replay;
+        if (tag_replay_unpack(body, len, &replay) != 0) {
+            break;
+        }
+        app_replay(app);
         return;
     }
 #ifdef TAG_MODEL_TRACE

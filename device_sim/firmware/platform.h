@@ -75,6 +75,16 @@ void tag_systick_sync(void);                       /* wait for the next tick edg
 uint32_t tag_stack_peak(void);                     /* bytes of stack ever used (high-water mark) */
 uint32_t tag_stack_reserved(void);                 /* bytes the linker script reserved */
 
+/* ---- replay region ---- */
+
+/* Where an emulator's loader put a replay image (bulk replay; layout in device_sim/replay.py):
+ * stores its address in *base and returns the region's size in bytes, 0 where there is none.
+ * On Arm, TAG_REPLAY_ORIGIN and TAG_REPLAY_BYTES come from the target profile's platform
+ * (replay_region.c); on silicon nothing is loaded there, and the harness refuses bulk replay
+ * on a board. On the host, the file that the environment variable TAG_REPLAY_ENV names,
+ * mapped read-only (platform_host.c). */
+uint32_t tag_replay_region(const uint8_t **base);
+
 /* ---- faults and exit ---- */
 
 /* Bits of the Configurable Fault Status Register (SCB->CFSR) the report most often shows. */

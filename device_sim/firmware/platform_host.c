@@ -18,6 +18,9 @@
  *   faults   SIGSEGV, SIGBUS, SIGILL and SIGFPE call tag_fault_report(0, signal number): a host
  *            process has no CFSR, and its PC says nothing about the tag. The process then exits
  *            with TAG_EXIT_FAULT.
+ *   replay   the replay region is the file the environment variable TAG_REPLAY_ENV names
+ *            (device_sim/backends/native.py sets it for bulk replay), mapped read-only at the
+ *            first call; without it, or if it cannot be mapped, there is no region.
  *   exit     tag_exit(code) is exit(code).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -29,11 +32,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "platform.h"
+
+#ifndef TAG_REPLAY_ENV
+#error "TAG_REPLAY_ENV (the environment variable naming the replay image) comes from appbuild.py"
+#endif
 
 #ifndef TAG_PLATFORM_HOST
 #error "platform_host.c is the host build of the platform: compile with -DTAG_PLATFORM_HOST"
@@ -50,6 +60,9 @@ typedef struct {
     size_t rx_pos;
     struct timespec counter_origin;
     int counter_started;
+    const uint8_t *replay; /* the mapped replay image, or NULL */
+    uint32_t replay_bytes;
+    int replay_looked;     /* the environment was read (once: the mapping lasts) */
 } host_platform_t;
 
 static host_platform_t host;
@@ -237,6 +250,40 @@ void tag_irq_restore(uint32_t state)
 void tag_counter_sync(void)
 {
     /* Nanosecond resolution: nothing to align to. */
+}
+
+/* ---- replay region ---------------------------------------------------------------------- */
+
+static void host_map_replay(void)
+{
+    const char *path = getenv(TAG_REPLAY_ENV);
+    struct stat st;
+    if (path == NULL || path[0] == '\0') {
+        return;
+    }
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        return;
+    }
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        size_t size = (size_t)st.st_size;
+        void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map != MAP_FAILED) {
+            host.replay = (const uint8_t *)map;
+            host.replay_bytes = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+        }
+    }
+    (void)close(fd);
+}
+
+uint32_t tag_replay_region(const uint8_t **base)
+{
+    if (!host.replay_looked) {
+        host.replay_looked = 1;
+        host_map_replay();
+    }
+    *base = host.replay;
+    return host.replay_bytes;
 }
 
 /* ---- stack, exit ------------------------------------------------------------------------ */

@@ -24,7 +24,27 @@ _ERROR_TEXT = {
     "HARD_FAULT": "device hard fault at pc=0x{pc:08x} (CFSR=0x{detail:08x}); find the line with "
                   "arm-none-eabi-addr2line -e <firmware.elf> 0x{pc:08x}",
     "DEADLINE": "device missed its real-time deadline (detail={detail})",
+    "BAD_REPLAY": "device refused the replay image: {replay_reason}",
 }
+
+# ERROR(BAD_REPLAY).detail -> what the user reads (messages.toml, REPLAY's BAD_* constants).
+_REPLAY_REASONS = {
+    "BAD_NO_REGION": "the firmware's platform has no replay region (a real board): stream the "
+                     "recording instead",
+    "BAD_MAGIC": "no image at the replay origin (bad magic): was the image loaded?",
+    "BAD_VERSION": "the image's version is not the firmware's: rebuild both from this harness",
+    "BAD_AXES": "the image's axes are not 3",
+    "BAD_SIZE": "header, segment table and samples run past the end of the replay region",
+    "BAD_SEGMENTS": "the segment table's counts do not add up to the header's sample count",
+}
+
+
+def _replay_reason(detail: int) -> str:
+    from device_sim.protocol.spec import MESSAGES
+
+    names = {v: k for k, v in MESSAGES["REPLAY"].constants.items() if k.startswith("BAD_")}
+    name = names.get(detail)
+    return _REPLAY_REASONS.get(name, f"reason {detail}") if name else f"reason {detail}"
 
 
 class DeviceError(ProtocolError):
@@ -41,8 +61,9 @@ class DeviceError(ProtocolError):
             name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else f"CODE_{code}"
         self.code, self.expected_seq, self.detail, self.pc = name, expected_seq, detail, pc
         template = _ERROR_TEXT.get(name, "device error {code} (detail={detail}, pc=0x{pc:08x})")
+        reason = _replay_reason(detail) if name == "BAD_REPLAY" else ""
         super().__init__(template.format(code=name, expected_seq=expected_seq, detail=detail,
-                                         pc=pc))
+                                         pc=pc, replay_reason=reason))
 
     @classmethod
     def from_message(cls, message: Message) -> DeviceError:

@@ -68,6 +68,10 @@ class Platform:
     fallback_counter_unit: str = ""
     fallback_counter_per_tick: int = 0
     emulator_uart: str = ""  # the emulator's name of the UART the firmware uses (Renode's)
+    # Bulk replay: guest memory an emulator's loader fills with the recording (device_sim/
+    # replay.py) before the core starts; 0 bytes: none. On silicon nothing is there.
+    replay_origin: int = 0
+    replay_bytes: int = 0
 
     @property
     def systick_per_tick(self) -> int:

@@ -41,6 +41,8 @@ static int repack(uint8_t type, const uint8_t *body, size_t len, uint8_t *out, s
     case TAG_MSG_PING: ROUNDTRIP(ping);
     case TAG_MSG_RESET: ROUNDTRIP(reset);
     case TAG_MSG_TRACE_REQUEST: ROUNDTRIP(trace_request);
+    case TAG_MSG_REPLAY: ROUNDTRIP(replay);
+    case TAG_MSG_REPLAY_DONE: ROUNDTRIP(replay_done);
     default: return 0;
     }
 }

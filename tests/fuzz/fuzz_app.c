@@ -129,6 +129,12 @@ uint32_t tag_stack_reserved(void)
     return 0u;
 }
 
+uint32_t tag_replay_region(const uint8_t **base)
+{
+    *base = NULL;
+    return 0u; /* no replay image: REPLAY is answered BAD_REPLAY */
+}
+
 void tag_exit(int code)
 {
     (void)code;
