@@ -1,11 +1,11 @@
 """Windows per second on every backend that runs here, streamed and bulk-replayed, and for the
 instruction-counting emulators how close bulk replay comes to the emulator's compute alone.
 
-    .venv/bin/python benchmarks/throughput.py [--run runs/demo/eartag] [--windows 200]
+    .venv/bin/python benchmarks/throughput.py [--runs runs/demo] [--windows 200] [--readme]
 
-Needs a run directory (`harness demo` makes runs/demo/eartag). Takes the held-out bouts whole,
-one after the other, until about --windows windows (contiguous windows: each new one needs a
-hop of new samples, as on the tag), and
+Needs a run directory per target (`harness demo` makes runs/demo/eartag and runs/demo/collar).
+Takes the held-out bouts whole, one after the other, until about --windows windows (contiguous
+windows: each new one needs a hop of new samples, as on the tag), and
 
 - streams them as fast as the device's credit allows, timing the streaming alone (start-up and
   HELLO excluded);
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from readme_tables import write_block  # beside this script, on sys.path when it runs
 
 from device_sim import toolchain
 from device_sim.backends import DeviceOptions, prepare_device, registry
@@ -33,7 +34,7 @@ from device_sim.backends.renode import RenodeDevice
 from device_sim.crossbuild import build_firmware
 from device_sim.model_sources import ModelSources
 from device_sim.replay import write_image
-from device_sim.targets import TargetProfile, load_target
+from device_sim.targets import TargetProfile, load_target, target_names
 from harness.run import bouts_to_stream
 from harness.session import DeviceSession
 from models.quantize import counts_from_g
@@ -104,18 +105,10 @@ def compute_alone_mips(model: ModelSources, profile: TargetProfile, backend: str
     return instructions / wall / 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/demo/eartag"))
-    parser.add_argument("--target", default="eartag")
-    parser.add_argument("--variant", default="q16")
-    parser.add_argument("--windows", type=int, default=200)
-    parser.add_argument("--compute-loops", type=int, default=200,
-                        help="inferences of the compute-alone run")
-    args = parser.parse_args()
-    profile = load_target(args.target)
-    run = RunDirectory(args.run)
-    bouts = chosen_bouts(run, profile, args.windows)
+def measure(run: RunDirectory, profile: TargetProfile, variant: str, windows: int,
+            compute_loops: int) -> dict[str, dict]:
+    """Stream, bulk and (on instruction-counting emulators) compute-alone figures per backend."""
+    bouts = chosen_bouts(run, profile, windows)
     rows = {}
     for backend in registry().values():
         if backend.needs_port or (backend.kind != "host" and backend.name not in profile.backends):
@@ -123,32 +116,58 @@ def main() -> None:
         if toolchain.missing(backend.tools):
             print(f"{backend.name}: not run, needs {toolchain.install_hint(backend.tools)}")
             continue
-        out = Path("build/bench-throughput") / f"{args.target}-{backend.name}-{args.variant}"
-        row = {"stream": timed(run, profile, backend.name, args.variant, bouts, out, False),
-               "bulk": timed(run, profile, backend.name, args.variant, bouts, out, True)}
+        out = Path("build/bench-throughput") / f"{profile.name}-{backend.name}-{variant}"
+        row = {"stream": timed(run, profile, backend.name, variant, bouts, out, False),
+               "bulk": timed(run, profile, backend.name, variant, bouts, out, True)}
         if backend.name in COMPUTE_DEVICES:
-            row["mips"] = compute_alone_mips(run.model_sources(args.variant), profile,
-                                             backend.name, out / "compute", args.compute_loops)
+            row["mips"] = compute_alone_mips(run.model_sources(variant), profile,
+                                             backend.name, out / "compute", compute_loops)
         rows[backend.name] = row
+    return rows
 
-    print(f"| {args.target} {args.variant} backend | windows | stream windows/s | "
-          "bulk windows/s | bulk / stream | M instructions per window | compute-alone guest "
-          "MIPS | compute-bound windows/s | bulk share of compute-bound |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, row in rows.items():
-        stream, bulk = row["stream"], row["bulk"]
-        cells = [name, f"{bulk['windows']:.0f}", f"{stream['windows_per_second']:.1f}",
-                 f"{bulk['windows_per_second']:.1f}",
-                 f"{bulk['windows_per_second'] / stream['windows_per_second']:.2f}"]
-        per_window = bulk["instructions_per_window"]
-        if per_window is None or "mips" not in row:
-            cells += ["n/a (host ns)" if per_window is None else f"{per_window / 1e6:.2f}",
-                      "n/a", "n/a", "n/a"]
-        else:
-            bound = row["mips"] * 1e6 / per_window
-            cells += [f"{per_window / 1e6:.2f}", f"{row['mips']:.0f}", f"{bound:.1f}",
-                      f"{100 * bulk['windows_per_second'] / bound:.0f} %"]
-        print("| " + " | ".join(cells) + " |")
+
+def markdown(variant: str, measured: dict[str, dict[str, dict]]) -> str:
+    lines = ["| target | backend | windows | stream windows/s | bulk windows/s | bulk / stream | "
+             "M instructions per window | compute-alone guest MIPS | compute-bound windows/s | "
+             "bulk share of compute-bound |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for target_name, rows in measured.items():
+        for name, row in rows.items():
+            stream, bulk = row["stream"], row["bulk"]
+            cells = [f"{load_target(target_name).label}, {variant}", name,
+                     f"{bulk['windows']:.0f}", f"{stream['windows_per_second']:.1f}",
+                     f"{bulk['windows_per_second']:.1f}",
+                     f"{bulk['windows_per_second'] / stream['windows_per_second']:.2f}"]
+            per_window = bulk["instructions_per_window"]
+            if per_window is None or "mips" not in row:
+                cells += ["n/a (host ns)" if per_window is None else f"{per_window / 1e6:.2f}",
+                          "n/a", "n/a", "n/a"]
+            else:
+                bound = row["mips"] * 1e6 / per_window
+                cells += [f"{per_window / 1e6:.2f}", f"{row['mips']:.0f}", f"{bound:.1f}",
+                          f"{100 * bulk['windows_per_second'] / bound:.0f} %"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/demo"),
+                        help="a run directory per target, RUNS/<target>")
+    parser.add_argument("--targets", default=",".join(target_names()))
+    parser.add_argument("--variant", default="q16")
+    parser.add_argument("--windows", type=int, default=200)
+    parser.add_argument("--compute-loops", type=int, default=200,
+                        help="inferences of the compute-alone run")
+    parser.add_argument("--readme", action="store_true",
+                        help="write the table into README.md's 'throughput' block")
+    args = parser.parse_args()
+    measured = {name: measure(RunDirectory(args.runs / name), load_target(name), args.variant,
+                              args.windows, args.compute_loops)
+                for name in args.targets.split(",")}
+    table = markdown(args.variant, measured)
+    print(table)
+    if args.readme:
+        write_block("throughput", table)
 
 
 if __name__ == "__main__":
