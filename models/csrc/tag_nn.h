@@ -30,6 +30,15 @@ typedef int8_t tag_q_t;
 
 typedef enum { TAG_OK = 0, TAG_ARG_ERROR = -1 } tag_status_t;
 
+/* A build holds one word length (tag_nn_config.h); in the object code its mat-vec carries the
+ * data type's name, as CMSIS-NN's kernels do: tag_matvec is tag_matvec_s16 or tag_matvec_s8
+ * (tag_matvec_f32, in tag_nn_f32.h, is the float32 one). */
+#if TAG_NN_WORD_BITS == 16
+#define tag_matvec tag_matvec_s16
+#else
+#define tag_matvec tag_matvec_s8
+#endif
+
 /* A matrix as tag_matvec reads it: rows x cols words in matvec_layout's order (models/export.py:
  * passes of TAG_MATVEC_ROWS rows, blocks of TAG_MATVEC_BLOCK columns, zero padded), word
  * aligned. */
