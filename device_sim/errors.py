@@ -59,6 +59,18 @@ class PortError(HarnessError):
     """A device's port is not given, does not exist, is busy or cannot be opened."""
 
 
+class PortNotFoundError(PortError):
+    """No serial port has the identity asked for (serial number, location, board name)."""
+
+
+class AmbiguousPortError(PortError):
+    """Several serial ports have the identity asked for: two boards with one serial number."""
+
+
+class HardwareMapError(HarnessError):
+    """A hardware map (--hardware-map, [tool.harness.hardware]) is missing or malformed."""
+
+
 class ReplayError(HarnessError):
     """Bulk replay is not possible: the base of the two below."""
 

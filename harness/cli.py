@@ -297,6 +297,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ports(args: argparse.Namespace) -> int:
+    from device_sim.boards import load_hardware_map, markdown_ports, resolve_port, serial_ports
+    from device_sim.errors import PortError
+
+    boards = load_hardware_map(args.hardware_map)  # a bad map fails before anything prints
+    ports = serial_ports()
+    print(markdown_ports(ports))
+    if boards:
+        print("\n| board | target | identity | port |\n|---|---|---|---|")
+    for board in boards.values():
+        identity = (f"serial-number:{board.serial_number}" if board.serial_number
+                    else f"location:{board.location}")
+        try:
+            where = resolve_port(board.name, boards, ports)
+        except PortError as error:
+            where = f"not found ({type(error).__name__})"
+        print(f"| {board.name} | {board.target or '-'} | {identity} | {where} |")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from harness.evaluation_report import targets_markdown
     from harness.target_table import targets_table
@@ -360,7 +380,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          realtime=args.realtime, port=args.port, max_windows=args.max_windows,
                          seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
-                         report=args.report, bulk=args.bulk)
+                         report=args.report, bulk=args.bulk,
+                         hardware_map=args.hardware_map)
     baseline = None
     if args.baseline is not None:  # read first: a wrong path fails before the device starts
         from harness.baseline import Tolerances, load_snapshot
@@ -650,6 +671,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="windows for float32 firmware (slow on the collar)")
     targets.set_defaults(func=cmd_targets)
 
+    ports = command("ports", "serial ports with their USB identity, and the boards of the "
+                             "hardware map with the port each is on")
+    ports.add_argument("--hardware-map", type=Path, metavar="FILE",
+                       help="TOML naming the boards (default: pyproject.toml's "
+                            "[tool.harness.hardware])")
+    ports.set_defaults(func=cmd_ports)
+
     report = command("report", "an evaluation as Markdown with PNG plots")
     report.add_argument("directory", type=Path, metavar="DIR",
                         help="an evaluation directory (harness evaluate)")
@@ -696,7 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "the held-out recording resampled to the target's rate, from "
                           "RUN_DIR/retargeted/TARGET")
     run.add_argument("--port", help="where a physical tag is attached, for a backend that "
-                                    "needs a port (e.g. --backend serial --port /dev/ttyUSB0)")
+                                    "needs a port: a device path (--backend serial --port "
+                                    "/dev/ttyUSB0), serial-number:XYZ, location:LOC or the name "
+                                    "of a board in the hardware map (`harness ports` lists them)")
+    run.add_argument("--hardware-map", type=Path, metavar="FILE",
+                     help="TOML naming the boards ([boards.NAME]: target, serial_number or "
+                          "location, flash); default: pyproject.toml's [tool.harness.hardware]")
     run.add_argument("--max-windows", type=COUNT, metavar="N",
                      help="stream a sample of N windows, stratified by class and animal and "
                           "seeded by --seed, instead of every window")

@@ -47,7 +47,8 @@ class RunOptions:
     backend: str = DEFAULT_BACKEND
     variant: str = "q16"
     realtime: bool = False
-    port: str | None = None  # where a physical device is (serial backend)
+    port: str | None = None  # where a physical device is (serial backend; device_sim.boards)
+    hardware_map: Path | None = None  # boards by name; default pyproject's [tool.harness.hardware]
     max_windows: int | None = None  # a sample of this many windows (plan_stream)
     seed: int = 0  # of that sample
     timeout: float = 20.0
@@ -301,7 +302,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         image = write_image(build_dir / "replay.bin", replay_segments(recording, plan))
         check_fits(image, capacity, f"target {profile.name!r} on {options.backend}")
     prepared = prepare_device(options.backend, model, profile, build_dir,
-                              DeviceOptions(port=options.port, timeout=options.timeout,
+                              DeviceOptions(port=options.port, hardware_map=options.hardware_map,
+                                            timeout=options.timeout,
                                             realtime=options.realtime, replay_image=image))
     results: list[WindowResult | None] = []
     deadline_misses = 0

@@ -53,7 +53,9 @@ class Device(Protocol):
 class DeviceOptions:
     """What a user may say about the device beyond its target."""
 
-    port: str | None = None  # where a physical device is attached
+    port: str | None = None  # where a physical device is attached: a path, serial-number:XYZ,
+    #                          location:LOC or a board of the hardware map (device_sim.boards)
+    hardware_map: Path | None = None  # default: pyproject.toml's [tool.harness.hardware]
     timeout: float = 10.0    # longest wait for the device to start or answer
     realtime: bool = False   # an emulator's time follows the wall clock (Renode)
     replay_image: Path | None = None  # bulk replay: loaded into the replay region at start

@@ -1,12 +1,14 @@
 """Serial backend: a physical tag on a serial port, flashed beforehand; nothing to start.
 
 Its firmware is still built (for the memory figures of the report) for the platform the target
-profile names for `serial`. The URL is the port the user gives (`--port /dev/ttyUSB0`).
+profile names for `serial`. The URL is the port the user names (`--port /dev/ttyUSB0`,
+`serial-number:XYZ` or a board of the hardware map: device_sim/boards.py), found when it starts.
 """
 
 from __future__ import annotations
 
 from device_sim.backends import Backend, DeviceOptions, Firmware
+from device_sim.boards import load_hardware_map, resolve_port
 from device_sim.errors import PortError, ReplayUnavailableError
 from device_sim.targets import TargetProfile
 
@@ -50,9 +52,11 @@ class SerialBackend(Backend):
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> SerialDevice:
         if not options.port:
-            raise PortError("the serial backend needs a port (--port /dev/ttyUSB0): flash "
-                            "the firmware first, then name the port it talks on")
-        return SerialDevice(options.port)
+            raise PortError("the serial backend needs a port (--port /dev/ttyUSB0, "
+                            "serial-number:XYZ or a board of the hardware map; `harness "
+                            "ports` lists them): flash the firmware first, then name its port")
+        # Found by identity each time: the board may have re-enumerated since.
+        return SerialDevice(resolve_port(options.port, load_hardware_map(options.hardware_map)))
 
 
 BACKEND = SerialBackend()
