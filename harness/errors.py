@@ -9,13 +9,16 @@ with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 from device_sim.errors import (
+    AmbiguousPortError,
     DeviceTimeoutError,
     EmulatorError,
     FirmwareTooLargeError,
     FramingMismatchError,
+    HardwareMapError,
     HarnessError,
     ModelSourcesError,
     PortError,
+    PortNotFoundError,
     ReplayError,
     ReplayImageError,
     ReplayUnavailableError,
@@ -66,6 +69,7 @@ class AssessmentWarning(UserWarning):
 
 
 __all__ = [
+    "AmbiguousPortError",
     "AssessmentWarning",
     "BaselineError",
     "DeviceError",
@@ -74,11 +78,13 @@ __all__ = [
     "EmulatorError",
     "FirmwareTooLargeError",
     "FramingMismatchError",
+    "HardwareMapError",
     "HarnessError",
     "MissingColumnError",
     "ModelSourcesError",
     "NothingToStreamError",
     "PortError",
+    "PortNotFoundError",
     "ProtocolError",
     "QuantizationError",
     "RecordingError",
