@@ -84,11 +84,14 @@ def table(run_dir: Path, target_name: str, variant: str) -> tuple[list[str], dic
     lines = [f"### {target_name}, {variant}", "",
              "| operation | instructions / inference | MACs | instructions / MAC | plain C | "
              "plain C / tuned |", "|---|---|---|---|---|---|"]
+    def per_mac(found, i: int) -> float:
+        return net(found, i) / macs(model.ops[i], model.window, model.ops[i].name in per_step)
+
     for i, op in enumerate(model.ops):
         n = macs(op, model.window, op.name in per_step)
         mine, theirs = net(tuned, i), net(plain, i)
-        per_mac = f"{mine / n:.2f}" if n else "-"
-        lines.append(f"| {op.name} | {mine / 1e6:.2f} M | {n:,} | {per_mac} | "
+        lines.append(f"| {op.name} | {mine / 1e6:.2f} M | {n:,} | "
+                     f"{f'{per_mac(tuned, i):.2f}' if n else '-'} | "
                      f"{theirs / 1e6:.2f} M | {theirs / mine:.2f} |")
     calls = sum(c for _, c in tuned["ops"])
     total = tuned["total"] - calls * tuned["hook"]
@@ -103,12 +106,9 @@ def table(run_dir: Path, target_name: str, variant: str) -> tuple[list[str], dic
               f"({budget / 1e6:.1f} M)", ""]
     # The GRU and the dense layer before it (the input perceptron), per MAC.
     gru = next(i for i, op in enumerate(model.ops) if isinstance(op, IntGRU))
-    per_mac = [net(tuned, i) / macs(op, model.window, True) if isinstance(op, IntDense | IntGRU)
-               else float("nan") for i, op in enumerate(model.ops)]
-    summary = {"gru": per_mac[gru],
-               "gru_plain": net(plain, gru) / macs(model.ops[gru], model.window, True),
-               "perceptron": per_mac[gru - 1], "total": total, "plain_total": plain_total,
-               "budget_share": total / budget}
+    summary = {"gru": per_mac(tuned, gru), "gru_plain": per_mac(plain, gru),
+               "perceptron": per_mac(tuned, gru - 1), "total": total,
+               "plain_total": plain_total, "budget_share": total / budget}
     return lines, summary
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_sim.errors import ReplayImageError
+from device_sim.errors import EmulatorError, ReplayImageError
 from device_sim.protocol import MESSAGES
 
 _C = MESSAGES["REPLAY"].constants
@@ -102,6 +102,14 @@ def write_image(path: Path, segments: Sequence[np.ndarray]) -> Path:
     partial.write_bytes(build_image(segments))
     partial.replace(path)
     return path
+
+
+def check_image(path: Path, capacity: int, where: str) -> None:
+    """What an emulator checks before it starts with a replay image: that the file is there
+    (EmulatorError) and fits the region (check_fits)."""
+    if not Path(path).is_file():
+        raise EmulatorError(f"replay image {path} does not exist")
+    check_fits(path, capacity, where)
 
 
 def check_fits(path: Path, capacity: int, where: str) -> None:

@@ -39,6 +39,7 @@ from models import fixedpoint
 from models.quantize import (
     AXES,
     INPUT_FRAC,
+    PRE_OF_BIAS,
     FloatDense,
     FloatGRU,
     FloatInput,
@@ -55,7 +56,6 @@ from models.tracing import per_step_ops
 CSRC = Path(__file__).parent / "csrc"
 API_FILES = ("tag_model.h", "tag_model.c")
 GRU_GATES = ("r", "z", "n")
-GRU_BIASES = ("r", "z", "in", "hn")
 MATVEC_ROWS = 8  # rows per pass of tag_matvec (TAG_MATVEC_ROWS): the M3 keeps all 8 sums in
 #                 registers, the M4 sweeps a pass twice, 4 rows at a time
 F32_MATVEC_ROWS = 4  # rows per pass of tag_matvec_f32 (TAG_F32_MATVEC_ROWS)
@@ -149,8 +149,8 @@ def _gru_c(v: _Variant, op: IntGRU | FloatGRU) -> str:
     if v.is_float:
         w_ih, w_hh = op.w_ih, op.w_hh
         biases = "".join(_c_array("float", f"{op.name}_b_{k}", op.b[i])
-                         for i, k in enumerate(GRU_BIASES))
-        bias_field = f"{{{', '.join(f'{op.name}_b_{k}' for k in GRU_BIASES)}}}"
+                         for i, k in enumerate(PRE_OF_BIAS))
+        bias_field = f"{{{', '.join(f'{op.name}_b_{k}' for k in PRE_OF_BIAS)}}}"
     else:
         w_ih, w_hh = op.w_ih_int, op.w_hh_int
         # One int32 array [bias][unit], each row in its pre-activation's format.

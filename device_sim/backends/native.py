@@ -53,6 +53,7 @@ from device_sim.process import (
     end_process,
     spawn,
 )
+from device_sim.replay import check_image
 from device_sim.targets import TargetProfile, load_target
 
 
@@ -94,8 +95,8 @@ class NativeDevice(ProcessDevice):
         if not self.executable.is_file() or not os.access(self.executable, os.X_OK):
             raise EmulatorError(f"native firmware {self.executable} does not exist or is not "
                                 "executable: build it with device_sim.appbuild.build_native")
-        if self.replay_image is not None and not self.replay_image.is_file():
-            raise EmulatorError(f"replay image {self.replay_image} does not exist")
+        if self.replay_image is not None:
+            check_image(self.replay_image, BACKEND.replay_capacity(self.target), "the host")
         # The device maps the replay image itself (platform_host.c); none without the variable.
         env = {k: v for k, v in os.environ.items() if k != REPLAY_ENV}
         if self.replay_image is not None:

@@ -26,7 +26,7 @@ from device_sim import toolchain
 from device_sim.backends import Backend, DeviceOptions, Firmware
 from device_sim.errors import EmulatorError, ToolchainError
 from device_sim.process import ProcessDevice, collect_lines, end_process, free_port, spawn
-from device_sim.replay import check_fits
+from device_sim.replay import check_image
 from device_sim.targets import TargetProfile, load_target
 
 QEMU = "qemu-system-arm"
@@ -90,10 +90,8 @@ class QemuDevice(ProcessDevice):
         if not self.elf.is_file():
             raise EmulatorError(f"firmware {self.elf} does not exist")
         if self.replay_image is not None:
-            if not self.replay_image.is_file():
-                raise EmulatorError(f"replay image {self.replay_image} does not exist")
-            check_fits(self.replay_image, BACKEND.replay_capacity(self.target),
-                       f"{self.platform.name} at 0x{self.platform.replay_origin:08X}")
+            check_image(self.replay_image, BACKEND.replay_capacity(self.target),
+                        f"{self.platform.name} at 0x{self.platform.replay_origin:08X}")
         try:
             for _ in range(START_ATTEMPTS):
                 port = free_port()

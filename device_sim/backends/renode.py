@@ -40,7 +40,7 @@ from device_sim.process import (
     spawn,
     watch_group,
 )
-from device_sim.replay import check_fits
+from device_sim.replay import check_image
 from device_sim.targets import Platform, TargetProfile, load_target
 
 RENODE = "renode"
@@ -148,10 +148,8 @@ class RenodeDevice(ProcessDevice):
         if not self.elf.is_file():
             raise EmulatorError(f"firmware {self.elf} does not exist")
         if self.replay_image is not None:
-            if not self.replay_image.is_file():
-                raise EmulatorError(f"replay image {self.replay_image} does not exist")
-            check_fits(self.replay_image, BACKEND.replay_capacity(self.target),
-                       f"{self.platform.name} at 0x{self.platform.replay_origin:08X}")
+            check_image(self.replay_image, BACKEND.replay_capacity(self.target),
+                        f"{self.platform.name} at 0x{self.platform.replay_origin:08X}")
         try:
             self.home = Path(tempfile.mkdtemp(prefix="tag-harness-renode-"))
             # A copy in the private folder: the script names it without quoting issues.

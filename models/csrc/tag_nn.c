@@ -237,8 +237,6 @@ tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc)
     const int cols = m->cols;
     const int pass_length = (cols + TAG_MATVEC_BLOCK - 1) / TAG_MATVEC_BLOCK * TAG_BLOCK_LENGTH;
 #if TAG_NN_DSP
-    /* Each pass in two sweeps of 4 rows (its first and second half), the second only where the
-     * matrix has rows there. */
 #if TAG_NN_WORD_BITS == 8
     int32_t wide[(TAG_NN_MAX_COLS / TAG_MATVEC_BLOCK + 1) * TAG_WIDE_WORDS];
     tag_widen(x, cols / TAG_MATVEC_BLOCK, wide);
@@ -246,6 +244,8 @@ tag_status_t tag_matvec(const tag_matrix_t *m, const tag_q_t *x, int32_t *acc)
 #else
     const tag_block_x_t *xs = x;
 #endif
+    /* Each pass in two sweeps of 4 rows (its first and second half), the second only where the
+     * matrix has rows there. */
     const tag_q_t *pass = m->w;
     for (int r = 0; r < m->rows; r += TAG_MATVEC_ROWS, pass += pass_length) {
         tag_sweep(pass, xs, x, cols, m->rows - r, acc + r);
