@@ -10,14 +10,16 @@ pyproject.toml: one table per board,
 
     [boards.tag-a]              # in pyproject.toml: [tool.harness.hardware.tag-a]
     target = "eartag"
-    serial_number = "000683512345"   # or: location = "1-1.2:1.0"
-    flash = "pyocd"                  # or a command, e.g. "nrfjprog --program {elf} --reset"
+    serial_number = "000683512345"   # or: location = "1-1.2:1.0", or port = "/dev/serial/by-id/..."
+    flash = "pyocd"                  # or a command, e.g. "nrfjprog --program {hex} --reset"
+    probe = "683512345"              # pyocd's probe id (default: the serial number, no leading 0s)
 
     device = resolve_port("tag-a", hardware=load_hardware_map(path))
 """
 
 from __future__ import annotations
 
+import os
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -30,7 +32,7 @@ from device_sim.errors import AmbiguousPortError, HardwareMapError, PortNotFound
 
 SERIAL_PREFIX = "serial-number:"
 LOCATION_PREFIX = "location:"
-BOARD_KEYS = {"target", "serial_number", "location", "flash", "description"}
+BOARD_KEYS = {"target", "serial_number", "location", "port", "flash", "probe", "description"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,25 @@ class Board:
     target: str | None = None
     serial_number: str | None = None
     location: str | None = None
-    flash: str | None = None  # "pyocd" or a command line with {elf}, {hex} or {serial}
+    port: str | None = None   # a fixed path or URL, for a board without a USB identity
+    flash: str | None = None  # "pyocd" or a command line (device_sim/flash.py's placeholders)
+    probe: str | None = None  # the debug probe's unique id, for pyocd
     description: str = ""
+
+    @property
+    def identity(self) -> str:
+        """How its port is found, as --port would say it."""
+        if self.port:
+            return self.port
+        if self.serial_number:
+            return f"{SERIAL_PREFIX}{self.serial_number}"
+        return f"{LOCATION_PREFIX}{self.location}"
+
+    @property
+    def probe_id(self) -> str | None:
+        """The probe pyocd is to use: `probe`, else the serial number. A J-Link's USB serial
+        number has leading zeros its probe id lacks; pyocd matches a substring of the id."""
+        return self.probe or (self.serial_number or "").lstrip("0") or None
 
 
 def serial_ports() -> list[PortInfo]:
@@ -93,9 +112,9 @@ def load_hardware_map(path: Path | None = None, pyproject: Path | None = None) -
         if unknown:
             raise HardwareMapError(f"{where}: unknown keys {sorted(unknown)}; a board takes "
                                    f"{sorted(BOARD_KEYS)}")
-        if not table.get("serial_number") and not table.get("location"):
+        if not any(table.get(key) for key in ("serial_number", "location", "port")):
             raise HardwareMapError(f"{where}: give its serial_number or its location (see "
-                                   "`harness ports`), so that its port can be found")
+                                   "`harness ports`), or its port, so that it can be found")
         boards[name] = Board(name, **{k: str(v) for k, v in table.items()})
     return boards
 
@@ -117,6 +136,8 @@ def resolve_port(spec: str, hardware: dict[str, Board] | None = None,
     hardware = hardware or {}
     if spec in hardware:
         board = hardware[spec]
+        if board.port:
+            return board.port
         if board.serial_number:
             return _one(lambda p: p.serial_number == board.serial_number, ports,
                         f"board '{spec}' (serial number {board.serial_number})")
@@ -149,11 +170,18 @@ def wait_for_port(spec: str, timeout: float, hardware: dict[str, Board] | None =
                   ports: Callable[[], Sequence[PortInfo]] = serial_ports,
                   poll_s: float = 0.1) -> str:
     """resolve_port, tried again until `timeout` s have passed: a board re-enumerates after
-    flashing or reset. Raises the last PortNotFoundError then; AmbiguousPortError at once."""
+    flashing or reset, and a device path (a /dev/serial/by-id link) is there again only then.
+    Raises the last PortNotFoundError then; AmbiguousPortError at once."""
     give_up = time.monotonic() + timeout
     while True:
         try:
-            return resolve_port(spec, hardware, ports())
+            listed = ports()
+            found = resolve_port(spec, hardware, listed)
+            # A path named as such (not one of the listed ports) must be there.
+            named = found not in {port.device for port in listed}
+            if named and found.startswith("/") and not os.path.exists(found):
+                raise PortNotFoundError(f"{found} does not exist")
+            return found
         except PortNotFoundError as error:
             if time.monotonic() >= give_up:
                 raise PortNotFoundError(f"{error} (waited {timeout:g} s)") from None

@@ -71,6 +71,16 @@ class HardwareMapError(HarnessError):
     """A hardware map (--hardware-map, [tool.harness.hardware]) is missing or malformed."""
 
 
+class FlashError(HarnessError):
+    """Flashing a board failed: the flasher (pyocd or the hardware map's command) was not
+    found, exited with an error or did not finish; the message quotes what it printed."""
+
+
+class FlashUnavailableError(FlashError):
+    """Nothing says how to flash this board: neither its hardware map entry nor the platform
+    of its target names a flasher."""
+
+
 class ReplayError(HarnessError):
     """Bulk replay is not possible: the base of the two below."""
 

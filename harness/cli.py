@@ -307,8 +307,7 @@ def cmd_ports(args: argparse.Namespace) -> int:
     if boards:
         print("\n| board | target | identity | port |\n|---|---|---|---|")
     for board in boards.values():
-        identity = (f"serial-number:{board.serial_number}" if board.serial_number
-                    else f"location:{board.location}")
+        identity = board.identity
         try:
             where = resolve_port(board.name, boards, ports)
         except PortError as error:
@@ -381,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
                          report=args.report, bulk=args.bulk,
-                         hardware_map=args.hardware_map)
+                         hardware_map=args.hardware_map, flash=args.flash)
     baseline = None
     if args.baseline is not None:  # read first: a wrong path fails before the device starts
         from harness.baseline import Tolerances, load_snapshot
@@ -404,6 +403,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     _print_comparison(comparison, "table", None)
     return 0 if report.passed and comparison.passed else 1
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from harness.run import RunOptions, flash_board
+
+    info, port, firmware = flash_board(args.run_dir, RunOptions(
+        target=args.target, backend=args.backend, variant=args.variant, port=args.port,
+        hardware_map=args.hardware_map, timeout=args.timeout))
+    print(f"flashed {firmware} on {port}: it says HELLO as {info.target}, model "
+          f"{info.model_hash} ({info.model_variant}), build {info.build_id}: the run's")
+    return 0
 
 
 def _pick(args: argparse.Namespace) -> dict[str, str | None]:
@@ -590,6 +600,22 @@ def _add_pick_options(parser: argparse.ArgumentParser) -> None:
     pick.add_argument("--variant", choices=list(VARIANTS))
 
 
+def _add_board_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", help="where a physical tag is attached, for a backend that "
+                                       "needs a port: a device path (--backend serial --port "
+                                       "/dev/ttyUSB0), serial-number:XYZ, location:LOC or the "
+                                       "name of a board in the hardware map (`harness ports` "
+                                       "lists them)")
+    parser.add_argument("--hardware-map", type=Path, metavar="FILE",
+                        help="TOML naming the boards ([boards.NAME]: target, serial_number, "
+                             "location or port, flash, probe); default: pyproject.toml's "
+                             "[tool.harness.hardware]")
+
+
+def _board_backends() -> list[str]:
+    return [name for name, backend in registry().items() if backend.kind == "board"]
+
+
 def _backend_help(needs_port: bool | None = None) -> str:
     return "; ".join(f"{b.name}: {b.summary}" for b in registry().values()
                      if needs_port is None or b.needs_port == needs_port)
@@ -723,13 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a run trained at another rate (same window): run its weights on "
                           "the held-out recording resampled to the target's rate, from "
                           "RUN_DIR/retargeted/TARGET")
-    run.add_argument("--port", help="where a physical tag is attached, for a backend that "
-                                    "needs a port: a device path (--backend serial --port "
-                                    "/dev/ttyUSB0), serial-number:XYZ, location:LOC or the name "
-                                    "of a board in the hardware map (`harness ports` lists them)")
-    run.add_argument("--hardware-map", type=Path, metavar="FILE",
-                     help="TOML naming the boards ([boards.NAME]: target, serial_number or "
-                          "location, flash); default: pyproject.toml's [tool.harness.hardware]")
+    _add_board_options(run)
+    run.add_argument("--flash", action="store_true",
+                     help="flash the firmware on the board first (as `harness flash` does)")
     run.add_argument("--max-windows", type=COUNT, metavar="N",
                      help="stream a sample of N windows, stratified by class and animal and "
                           "seeded by --seed, instead of every window")
@@ -751,6 +773,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seed of the --max-windows sample and of --synthetic")
     _add_data_options(run, required=False)
     run.set_defaults(func=cmd_run)
+
+    flash = command("flash", "flash a run's firmware on a board and check that it answers")
+    flash.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    flash.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET,
+                       help="the board's target profile")
+    flash.add_argument("--backend", choices=_board_backends(), default="serial",
+                       help="how the board is reached")
+    flash.add_argument("--variant", choices=list(VARIANTS), default="q16",
+                       help="the model variant to flash")
+    _add_board_options(flash)
+    flash.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
+                       metavar="SECONDS",
+                       help="longest wait for the board's port and HELLO after flashing")
+    flash.set_defaults(func=cmd_flash)
 
     baseline = command("baseline", "baselines of device runs, to compare later runs with")
     baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True)

@@ -5,8 +5,9 @@ Registered through the `pytest11` entry point, so any project that installs this
 - the markers `hil` (a test that runs firmware on a device: on --hil-backend, or on the backend
   it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
   tools of device_sim.toolchain a test needs besides its backend's);
-- the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict,
-  --hil-link-faults, --hil-run-dir, --hil-baseline and --hil-baseline-update;
+- the options --hil-target, --hil-backend, --hil-port, --hil-hardware-map, --hil-flash,
+  --hil-realtime, --hil-strict, --hil-link-faults, --hil-run-dir, --hil-baseline and
+  --hil-baseline-update;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
@@ -53,7 +54,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-backend", default=DEFAULT_BACKEND, choices=backend_names(),
                     help="how the device is run (default: %(default)s)")
     group.addoption("--hil-port", default=None,
-                    help="where a physical tag is attached, for a backend that needs a port")
+                    help="where a physical tag is attached, for a backend that needs a port: "
+                         "a path, serial-number:XYZ, location:LOC or a board of the hardware "
+                         "map")
+    group.addoption("--hil-hardware-map", type=Path, default=None, metavar="FILE",
+                    help="TOML naming the boards ([boards.NAME]); default: pyproject.toml's "
+                         "[tool.harness.hardware]")
+    group.addoption("--hil-flash", action="store_true",
+                    help="flash the board before each test's device starts (serial backend)")
     group.addoption("--hil-realtime", action="store_true",
                     help="stream at the sensor's rate instead of as fast as flow control allows")
     group.addoption("--hil-strict", action="store_true", default=_ci(),
@@ -173,18 +181,20 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     """A started device running the run's q16 model, with an open session; stopped whatever
     the test does."""
     from device_sim.backends import DeviceOptions, prepare_device
-    from harness.run import check_device, faulty
-    from harness.session import DeviceSession
+    from harness.run import check_device, device_session
     from models.rundir import RunDirectory
 
+    config = request.config
+    backend = get_backend(hil_backend_of(request.node))
+    flash = config.getoption("--hil-flash") and backend.kind == "board"
     model = RunDirectory(hil_run_dir).model_sources("q16")
-    prepared = prepare_device(hil_backend_of(request.node), model, hil_target,
-                              tmp_path / "build",
-                              DeviceOptions(port=request.config.getoption("--hil-port")))
-    with prepared.device as device, DeviceSession(
-            faulty(device.url, request.config.getoption("--hil-link-faults")),
-            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
-        check_device(session.info, model, hil_target, device.url)
+    options = DeviceOptions(port=config.getoption("--hil-port"),
+                            hardware_map=config.getoption("--hil-hardware-map"), flash=flash)
+    prepared = prepare_device(backend.name, model, hil_target, tmp_path / "build", options)
+    with prepared.device as device, device_session(
+            device, prepared.firmware, options.timeout, config.getoption("--hil-link-faults"),
+            flashed=flash) as session:
+        check_device(session.info, model, hil_target, device.url, flashed=flash)
         yield Dut(device, session, prepared.firmware.path, prepared.firmware.memory)
 
 
@@ -200,10 +210,14 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
             realtime: bool | None = None, bulk: bool = False, **overrides: float):
         if realtime is None:
             realtime = request.config.getoption("--hil-realtime")
+        backend = hil_backend_of(request.node)
         options = RunOptions(target=hil_target.name,
-                             backend=hil_backend_of(request.node),
+                             backend=backend,
                              variant=variant, realtime=realtime,
                              port=request.config.getoption("--hil-port"),
+                             hardware_map=request.config.getoption("--hil-hardware-map"),
+                             flash=(request.config.getoption("--hil-flash")
+                                    and get_backend(backend).kind == "board"),
                              max_windows=max_windows, overrides=overrides,
                              link_faults=request.config.getoption("--hil-link-faults"),
                              report=tmp_path / f"{variant}-report{'-bulk' * bulk}",

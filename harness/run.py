@@ -7,11 +7,12 @@ replays it and sends the results, which are checked by the same code."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,22 @@ from typing import Any
 import numpy as np
 
 from device_sim.appbuild import check_framing
-from device_sim.backends import DEFAULT_BACKEND, DeviceOptions, get_backend, prepare_device
-from device_sim.errors import FramingMismatchError, ReplayUnavailableError, SampleRateError
+from device_sim.backends import (
+    DEFAULT_BACKEND,
+    Device,
+    DeviceOptions,
+    Firmware,
+    get_backend,
+    prepare_device,
+)
+from device_sim.errors import (
+    DeviceTimeoutError,
+    FlashError,
+    FlashUnavailableError,
+    FramingMismatchError,
+    ReplayUnavailableError,
+    SampleRateError,
+)
 from device_sim.model_sources import ModelSources
 from device_sim.replay import check_fits, write_image
 from device_sim.targets import DEFAULT_TARGET, Framing, TargetProfile, load_target
@@ -56,6 +71,7 @@ class RunOptions:
     overrides: dict[str, float] = field(default_factory=dict)
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
     bulk: bool = False  # replay the recording from guest memory instead of streaming it
+    flash: bool = False  # flash the board first (serial backend; device_sim/flash.py)
 
 
 def bouts_to_stream(recording: Recording, window: int) -> list[np.ndarray]:
@@ -193,9 +209,10 @@ def faulty(url: str, faults: str | None) -> str:
 
 
 def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
-                 url: str) -> None:
+                 url: str, flashed: bool = False) -> None:
     """The device's HELLO must announce the firmware this run needs: refused before any sample
-    is sent, naming both sides of every difference."""
+    is sent, naming both sides of every difference (and, when the harness has just `flashed`
+    it, that the flasher wrote another board than the one on `url`)."""
     manifest = model.manifest
     needed = {"target": profile.name, "model hash": manifest.model_hash,
               "variant": manifest.variant, "classes": len(manifest.class_names),
@@ -208,9 +225,37 @@ def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
     wrong = [f"{key} {announced[key]!r} where the run needs {needed[key]!r}"
              for key in needed if announced[key] != needed[key]]
     if wrong:
+        advice = (" although it was just flashed with it: the flasher wrote another board than "
+                  "the one on this port (check the serial numbers and probes of the hardware "
+                  "map)" if flashed else ". Flash the firmware built for this run (--flash)")
         raise DeviceMismatchError(f"the device on {url} runs other firmware than "
                                   f"{model.folder} for {profile.name!r}: " + "; ".join(wrong)
-                                  + ". Flash the firmware built for this run.")
+                                  + advice)
+
+
+@contextlib.contextmanager
+def device_session(device: Device, firmware: Firmware, timeout: float,
+                   link_faults: str | None = None, flashed: bool = False
+                   ) -> Iterator[DeviceSession]:
+    """The session to a started device, past its HELLO. A board the harness has just flashed
+    that says no HELLO is a failed flash (FlashError, quoting the flasher), not a silent port."""
+    session = DeviceSession(faulty(device.url, link_faults), timeout,
+                            baudrate=firmware.baudrate, check_alive=device.check_alive)
+    try:
+        session.open()
+    except DeviceTimeoutError as error:
+        session.close()
+        if not flashed:
+            raise
+        said = (getattr(device, "flash_output", None) or "").strip().splitlines()[-3:]
+        raise FlashError(f"the board was flashed with {firmware.path.name}"
+                         + (f" (the flasher said: {' / '.join(said)})" if said else "")
+                         + f", but then: {error}. The firmware did not start, or this port is "
+                         "another board's") from error
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 def _framings(run: RunDirectory, profile: TargetProfile) -> tuple[Framing, Framing, str]:
@@ -262,6 +307,25 @@ def replay_segments(recording: Recording, plan: StreamPlan) -> list[np.ndarray]:
     return [counts_from_g(recording.accel_g[segment]) for segment in plan.segments]
 
 
+def flash_board(run_dir: Path, options: RunOptions) -> tuple[DeviceInfo, str, Path]:
+    """`harness flash`: the run's firmware built for the board's platform, flashed, the board
+    found again and its HELLO checked against the run. Returns (its HELLO, its port, the
+    firmware flashed)."""
+    run = RunDirectory(run_dir)
+    profile = load_target(options.target)
+    check_run_framing(run, profile)
+    model = run.model_sources(options.variant)
+    check_framing(model, profile)
+    prepared = prepare_device(options.backend, model, profile,
+                              run.build_dir(options.target, options.backend, options.variant),
+                              DeviceOptions(port=options.port, hardware_map=options.hardware_map,
+                                            timeout=options.timeout, flash=True))
+    with prepared.device as device, device_session(device, prepared.firmware, options.timeout,
+                                                   flashed=True) as session:
+        check_device(session.info, model, profile, device.url, flashed=True)
+        return session.info, device.url, prepared.firmware.path
+
+
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
                   progress: Callable[[WindowResult], None] | None = None) -> RunReport:
     """Stream the held-out recording (or `recording`) through the device; return the report,
@@ -275,6 +339,10 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     profile = load_target(options.target)
     # Bulk replay is refused before anything is built where it cannot run.
     capacity = check_bulk(options, profile) if options.bulk else 0
+    if options.flash and get_backend(options.backend).kind != "board":
+        raise FlashUnavailableError(f"--flash flashes a physical board; backend "
+                                    f"{options.backend} starts its own device with the "
+                                    "firmware it builds")
     check_run_framing(run, profile)
     model = run.model_sources(options.variant)
     check_framing(model, profile)
@@ -304,15 +372,16 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     prepared = prepare_device(options.backend, model, profile, build_dir,
                               DeviceOptions(port=options.port, hardware_map=options.hardware_map,
                                             timeout=options.timeout,
-                                            realtime=options.realtime, replay_image=image))
+                                            realtime=options.realtime, replay_image=image,
+                                            flash=options.flash))
     results: list[WindowResult | None] = []
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
-    with prepared.device as device, DeviceSession(
-            faulty(device.url, options.link_faults), options.timeout,
-            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
+    with prepared.device as device, device_session(
+            device, prepared.firmware, options.timeout, options.link_faults,
+            flashed=options.flash) as session:
         info = session.info
-        check_device(info, model, profile, device.url)
+        check_device(info, model, profile, device.url, flashed=options.flash)
         if options.bulk:
             t0 = time.monotonic()
             got = {r.index: r for r in session.replay(options.timeout, on_result=progress)}

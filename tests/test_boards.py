@@ -108,11 +108,13 @@ def test_the_serial_backend_finds_its_port_by_the_name_it_is_given(tmp_path):
     path = tmp_path / "hardware.toml"
     path.write_text(MAP)
     firmware = Firmware(tmp_path / "fw.elf", None, 115_200, "nrf52840")
+    device = SERIAL.device(firmware, load_target("eartag"),
+                           DeviceOptions(port="tag-a", hardware_map=path))
     with pytest.raises(PortNotFoundError, match="board 'tag-a'"):  # no board on this machine
-        SERIAL.device(firmware, load_target("eartag"),
-                      DeviceOptions(port="tag-a", hardware_map=path))
-    device = SERIAL.device(firmware, load_target("eartag"), DeviceOptions(port="/dev/pts/9"))
-    assert device.url == "/dev/pts/9"
+        device.start()  # looked up when it starts: it may have re-enumerated since
+    with SERIAL.device(firmware, load_target("eartag"),
+                       DeviceOptions(port="/dev/pts/9")) as device:
+        assert device.url == "/dev/pts/9"
 
 
 def test_harness_ports_lists_the_ports_and_the_boards_of_the_map(tmp_path):

@@ -59,6 +59,7 @@ class DeviceOptions:
     timeout: float = 10.0    # longest wait for the device to start or answer
     realtime: bool = False   # an emulator's time follows the wall clock (Renode)
     replay_image: Path | None = None  # bulk replay: loaded into the replay region at start
+    flash: bool = False      # flash the firmware on the board at start (device_sim/flash.py)
 
 
 @dataclass(frozen=True)

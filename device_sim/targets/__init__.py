@@ -72,6 +72,12 @@ class Platform:
     # replay.py) before the core starts; 0 bytes: none. On silicon nothing is there.
     replay_origin: int = 0
     replay_bytes: int = 0
+    # How a board of this platform is flashed (device_sim/flash.py): "pyocd" with the target
+    # name pyOCD knows it by (and a CMSIS pack where pyOCD has no built-in support), or a
+    # command line; "" where the profile cannot say (a hardware map's board then must).
+    flash: str = ""
+    pyocd_target: str = ""
+    pyocd_pack: str = ""
 
     @property
     def systick_per_tick(self) -> int:
