@@ -381,7 +381,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
                          report=args.report, bulk=args.bulk,
-                         hardware_map=args.hardware_map)
+                         hardware_map=args.hardware_map, place=args.place,
+                         coordinator=args.coordinator)
     baseline = None
     if args.baseline is not None:  # read first: a wrong path fails before the device starts
         from harness.baseline import Tolerances, load_snapshot
@@ -730,6 +731,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hardware-map", type=Path, metavar="FILE",
                      help="TOML naming the boards ([boards.NAME]: target, serial_number or "
                           "location, flash); default: pyproject.toml's [tool.harness.hardware]")
+    run.add_argument("--place", metavar="NAME",
+                     help="the labgrid place of a shared tag (--backend labgrid): acquired for "
+                          "the run and released after it")
+    run.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="the labgrid coordinator of --place (default: LG_COORDINATOR, else "
+                          "127.0.0.1:20408, as labgrid-client)")
     run.add_argument("--max-windows", type=COUNT, metavar="N",
                      help="stream a sample of N windows, stratified by class and animal and "
                           "seeded by --seed, instead of every window")

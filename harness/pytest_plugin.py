@@ -5,8 +5,10 @@ Registered through the `pytest11` entry point, so any project that installs this
 - the markers `hil` (a test that runs firmware on a device: on --hil-backend, or on the backend
   it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
   tools of device_sim.toolchain a test needs besides its backend's);
-- the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict,
-  --hil-link-faults, --hil-run-dir, --hil-baseline and --hil-baseline-update;
+- the options --hil-target, --hil-backend, --hil-port, --hil-place, --hil-realtime,
+  --hil-strict, --hil-link-faults, --hil-run-dir, --hil-baseline and --hil-baseline-update;
+  the labgrid backend's coordinator is labgrid's own pytest option --lg-coordinator (its
+  plugin is loaded with labgrid), else LG_COORDINATOR, else labgrid's default;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
@@ -54,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how the device is run (default: %(default)s)")
     group.addoption("--hil-port", default=None,
                     help="where a physical tag is attached, for a backend that needs a port")
+    group.addoption("--hil-place", default=None, metavar="NAME",
+                    help="the labgrid place of a shared tag (backend labgrid); its coordinator "
+                         "is --lg-coordinator, else LG_COORDINATOR")
     group.addoption("--hil-realtime", action="store_true",
                     help="stream at the sensor's rate instead of as fast as flow control allows")
     group.addoption("--hil-strict", action="store_true", default=_ci(),
@@ -91,6 +96,12 @@ def hil_backend_of(item: pytest.Item) -> str:
     marker = item.get_closest_marker("hil")
     pinned = marker.kwargs.get("backend") if marker is not None else None
     return pinned or item.config.getoption("--hil-backend")
+
+
+def hil_coordinator(config: pytest.Config) -> str | None:
+    """The labgrid coordinator: labgrid's --lg-coordinator where its plugin registered it;
+    None lets the backend take LG_COORDINATOR, else labgrid's default."""
+    return config.getoption("lg_coordinator", default=None)
 
 
 def required_tools(item: pytest.Item) -> list[str]:
@@ -180,7 +191,9 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     model = RunDirectory(hil_run_dir).model_sources("q16")
     prepared = prepare_device(hil_backend_of(request.node), model, hil_target,
                               tmp_path / "build",
-                              DeviceOptions(port=request.config.getoption("--hil-port")))
+                              DeviceOptions(port=request.config.getoption("--hil-port"),
+                                            place=request.config.getoption("--hil-place"),
+                                            coordinator=hil_coordinator(request.config)))
     with prepared.device as device, DeviceSession(
             faulty(device.url, request.config.getoption("--hil-link-faults")),
             baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
@@ -204,6 +217,8 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
                              backend=hil_backend_of(request.node),
                              variant=variant, realtime=realtime,
                              port=request.config.getoption("--hil-port"),
+                             place=request.config.getoption("--hil-place"),
+                             coordinator=hil_coordinator(request.config),
                              max_windows=max_windows, overrides=overrides,
                              link_faults=request.config.getoption("--hil-link-faults"),
                              report=tmp_path / f"{variant}-report{'-bulk' * bulk}",

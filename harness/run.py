@@ -49,6 +49,8 @@ class RunOptions:
     realtime: bool = False
     port: str | None = None  # where a physical device is (serial backend; device_sim.boards)
     hardware_map: Path | None = None  # boards by name; default pyproject's [tool.harness.hardware]
+    place: str | None = None  # a labgrid place (labgrid backend)
+    coordinator: str | None = None  # its coordinator; default LG_COORDINATOR, else labgrid's
     max_windows: int | None = None  # a sample of this many windows (plan_stream)
     seed: int = 0  # of that sample
     timeout: float = 20.0
@@ -303,6 +305,8 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         check_fits(image, capacity, f"target {profile.name!r} on {options.backend}")
     prepared = prepare_device(options.backend, model, profile, build_dir,
                               DeviceOptions(port=options.port, hardware_map=options.hardware_map,
+                                            place=options.place,
+                                            coordinator=options.coordinator,
                                             timeout=options.timeout,
                                             realtime=options.realtime, replay_image=image))
     results: list[WindowResult | None] = []
