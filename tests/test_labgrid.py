@@ -9,6 +9,7 @@ the place, and the place is released after it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,10 +25,12 @@ from device_sim.backends.labgrid_place import LabgridDevice, labgrid_client
 from device_sim.backends.native import NativeDevice
 from device_sim.process import end_group, free_port, spawn
 from harness.assertions import assert_int_exact, assert_no_missed_windows
+from harness.cli import main
 from harness.errors import PlaceBusyError, PlaceError, PlaceNotFoundError
 from harness.run import RunOptions, run_on_device
 from models.rundir import RunDirectory
 
+pytest_plugins = ["pytester"]
 pytestmark = [pytest.mark.hil(backend="labgrid"), pytest.mark.requires("ser2net", "gcc")]
 COLLAR = pytest.mark.parametrize("hil_target", ["collar"], indirect=True, scope="session")
 READY_S = 30.0  # longest wait for the coordinator or the exporter to be up
@@ -39,12 +42,12 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def poll(what: str, ready, proc: subprocess.Popen[str]) -> None:
+def poll(what: str, ready, proc: subprocess.Popen[str] | None) -> None:
     """Until `ready()`: fails if `proc` exits or READY_S passes. Not a sleep: each call of
     `ready` is a labgrid-client round trip."""
     deadline = time.monotonic() + READY_S
     while not ready():
-        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        assert proc is None or proc.poll() is None, f"{what} exited with {proc.returncode}"
         assert time.monotonic() < deadline, f"{what} not ready within {READY_S:g} s"
 
 
@@ -72,32 +75,51 @@ def coordinator(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def place(coordinator: str, hil_run_dir: Path, tmp_path_factory) -> Iterator[str]:
-    """The host-native tag, exported by a real labgrid-exporter as RawSerialPort, matched by
-    place PLACE. The device, the exporter and its ser2net are ended at teardown."""
+def native_tag(hil_run_dir: Path, tmp_path_factory) -> Path:
+    """The host-native firmware of the run's q16 model for the collar."""
     from device_sim.targets import load_target
 
-    folder = tmp_path_factory.mktemp("exporter")
+    return build_native(RunDirectory(hil_run_dir).model_sources("q16"), load_target("collar"),
+                        tmp_path_factory.mktemp("native"))
+
+
+@pytest.fixture(scope="module")
+def farm_place(coordinator: str) -> str:
+    """Place PLACE, matching the serial port that exporter `farm` publishes for group `tag`
+    (whichever exporter process that is: the match is by name)."""
+    for step in (["create"], ["add-match", "farm/tag/NetworkSerialPort"]):
+        result = client(coordinator, *step)
+        assert result.returncode == 0, result.stderr
+    return PLACE
+
+
+@pytest.fixture
+def place(coordinator: str, farm_place: str, native_tag: Path, tmp_path) -> Iterator[str]:
+    """A freshly booting host-native tag on its pseudo-terminal, exported as RawSerialPort by
+    a real labgrid-exporter, behind `farm_place`. Fresh for every test: the firmware announces
+    HELLO only until a host's first frame, as a tag does until it is reset. The device, the
+    exporter and its ser2net are ended at teardown, and the coordinator has forgotten the
+    resource before the next test's exporter publishes it again."""
+    from device_sim.targets import load_target
+
     target = load_target("collar")
-    executable = build_native(RunDirectory(hil_run_dir).model_sources("q16"), target,
-                              folder / "build")
-    with NativeDevice(executable, target) as device:
-        config = folder / "exporter.yaml"
+    resources = "farm/tag/NetworkSerialPort"
+    with NativeDevice(native_tag, target) as device:
+        config = tmp_path / "exporter.yaml"
         config.write_text(f"tag:\n  RawSerialPort:\n    port: {device.url}\n"
                           f"    speed: {target.platform_for('serial').uart_baud}\n")
         proc = spawn([tool("labgrid-exporter"),
                       "-c", coordinator, "-n", "farm", "--hostname", "127.0.0.1", str(config)],
-                     cwd=folder, stdout=(folder / "log").open("w"), stderr=subprocess.STDOUT,
-                     text=True)
+                     cwd=tmp_path, stdout=(tmp_path / "exporter.log").open("w"),
+                     stderr=subprocess.STDOUT, text=True)
         try:
-            poll("labgrid-exporter", lambda: "farm/tag/NetworkSerialPort" in client(
+            poll("labgrid-exporter", lambda: resources in client(
                 coordinator, "resources", place=None).stdout, proc)
-            for step in (["create"], ["add-match", "farm/tag/NetworkSerialPort"]):
-                result = client(coordinator, *step)
-                assert result.returncode == 0, result.stderr
-            yield PLACE
+            yield farm_place
         finally:
             end_group(proc, None)  # the exporter and the ser2net it started
+            poll("the coordinator forgetting the exporter", lambda: resources not in client(
+                coordinator, "resources", place=None).stdout, None)
 
 
 def holder(coordinator: str, place: str) -> str:
@@ -120,6 +142,52 @@ def test_a_run_through_a_labgrid_place(coordinator, place, hil_target, hil_run_d
     assert report.backend == "labgrid"
     assert (tmp_path / "report" / "report.json").is_file()
     assert holder(coordinator, place) == "None"  # released after the run
+
+
+@COLLAR
+def test_harness_run_through_a_place(coordinator, place, hil_run_dir, tmp_path, capsys):
+    status = main(["run", str(hil_run_dir), "--target", "collar", "--backend", "labgrid",
+                   "--place", place, "--coordinator", coordinator, "--max-windows", "4",
+                   "--report", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["passed"] and report["windows"] == 4 and report["backend"] == "labgrid"
+    assert holder(coordinator, place) == "None"
+
+
+@COLLAR
+def test_ctrl_c_during_a_run_releases_the_place(coordinator, place, hil_run_dir, tmp_path):
+    def interrupt(result):
+        assert holder(coordinator, place) != "None"  # held while it streams
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_on_device(hil_run_dir, RunOptions(target="collar", backend="labgrid", place=place,
+                                              coordinator=coordinator, max_windows=4,
+                                              report=tmp_path), progress=interrupt)
+    assert holder(coordinator, place) == "None"
+    assert not (tmp_path / "report.json").exists()
+
+
+@COLLAR
+def test_the_pytest_plugin_runs_through_a_place(pytester, coordinator, place, hil_run_dir):
+    pytester.makepyfile("""
+        from harness.assertions import assert_int_exact
+
+        def test_on_the_shared_tag(dut):
+            assert dut.device.place == "tag"
+            assert dut.device.url.startswith("rfc2217://127.0.0.1:")
+
+        def test_run_on_the_shared_tag(hil_run):
+            assert_int_exact(hil_run("q16", max_windows=3))
+    """)
+    # The coordinator from labgrid's own pytest option; the place from the plugin's.
+    result = pytester.runpytest_subprocess(
+        "--hil-target", "collar", "--hil-backend", "labgrid", "--hil-place", place,
+        "--lg-coordinator", coordinator, "--hil-run-dir", str(hil_run_dir))
+    result.assert_outcomes(passed=2)
+    assert holder(coordinator, place) == "None"
 
 
 @COLLAR
