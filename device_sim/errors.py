@@ -81,6 +81,19 @@ class FlashUnavailableError(FlashError):
     of its target names a flasher."""
 
 
+class PlaceError(HarnessError):
+    """A labgrid place cannot be used: the coordinator is unreachable, the place has no serial
+    port or its exporter is gone, or labgrid-client failed (the message quotes it)."""
+
+
+class PlaceNotFoundError(PlaceError):
+    """The coordinator knows no place of the name asked for (the message lists those it has)."""
+
+
+class PlaceBusyError(PlaceError):
+    """The labgrid place is acquired by someone else (the message names who)."""
+
+
 class ReplayError(HarnessError):
     """Bulk replay is not possible: the base of the two below."""
 

@@ -73,6 +73,9 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("clang", "clang", "builds the fuzz targets with AddressSanitizer and UBSan"),
     Tool("libfuzzer", "libclang-rt-14-dev", "clang's libFuzzer, for the fuzz targets"),
     Tool("mono", "mono-complete", "runs the Mono build of Renode"),
+    # Debian puts it in /usr/sbin, which a user's PATH may lack; labgrid's exporter looks there.
+    Tool("ser2net", "ser2net", "serves a tag's serial port over the network for a labgrid "
+         "exporter", also_in=(Path("/usr"),)),
     Tool("renode", "", "emulates the tags' real MCUs (nRF52840, CC2538)", hint=RENODE_HINT,
          also_in=(RENODE_HOME,)),
 )}

@@ -380,7 +380,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
                          overrides=dict(args.threshold),
                          report=args.report, bulk=args.bulk,
-                         hardware_map=args.hardware_map, flash=args.flash)
+                         hardware_map=args.hardware_map, flash=args.flash,
+                         place=args.place, coordinator=args.coordinator, lg_env=args.lg_env)
     baseline = None
     if args.baseline is not None:  # read first: a wrong path fails before the device starts
         from harness.baseline import Tolerances, load_snapshot
@@ -410,7 +411,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
     info, port, firmware = flash_board(args.run_dir, RunOptions(
         target=args.target, backend=args.backend, variant=args.variant, port=args.port,
-        hardware_map=args.hardware_map, timeout=args.timeout))
+        hardware_map=args.hardware_map, place=args.place, coordinator=args.coordinator,
+        lg_env=args.lg_env, timeout=args.timeout))
     print(f"flashed {firmware} on {port}: it says HELLO as {info.target}, model "
           f"{info.model_hash} ({info.model_variant}), build {info.build_id}: the run's")
     return 0
@@ -616,6 +618,19 @@ def _board_backends() -> list[str]:
     return [name for name, backend in registry().items() if backend.kind == "board"]
 
 
+def _add_place_options(parser: argparse.ArgumentParser) -> None:
+    place = parser.add_argument_group("labgrid place (--backend labgrid)")
+    place.add_argument("--place", metavar="NAME",
+                       help="the labgrid place of a shared tag: acquired for the run and "
+                            "released after it")
+    place.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="the labgrid coordinator of --place (default: LG_COORDINATOR, else "
+                            "127.0.0.1:20408, as labgrid-client)")
+    place.add_argument("--lg-env", type=Path, metavar="FILE",
+                       help="labgrid environment file whose bootstrap driver flashes the "
+                            "place's tag (with --flash)")
+
+
 def _backend_help(needs_port: bool | None = None) -> str:
     return "; ".join(f"{b.name}: {b.summary}" for b in registry().values()
                      if needs_port is None or b.needs_port == needs_port)
@@ -752,6 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_board_options(run)
     run.add_argument("--flash", action="store_true",
                      help="flash the firmware on the board first (as `harness flash` does)")
+    _add_place_options(run)
     run.add_argument("--max-windows", type=COUNT, metavar="N",
                      help="stream a sample of N windows, stratified by class and animal and "
                           "seeded by --seed, instead of every window")
@@ -783,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("--variant", choices=list(VARIANTS), default="q16",
                        help="the model variant to flash")
     _add_board_options(flash)
+    _add_place_options(flash)
     flash.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
                        metavar="SECONDS",
                        help="longest wait for the board's port and HELLO after flashing")

@@ -6,8 +6,10 @@ Registered through the `pytest11` entry point, so any project that installs this
   it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
   tools of device_sim.toolchain a test needs besides its backend's);
 - the options --hil-target, --hil-backend, --hil-port, --hil-hardware-map, --hil-flash,
-  --hil-realtime, --hil-strict, --hil-link-faults, --hil-run-dir, --hil-baseline and
-  --hil-baseline-update;
+  --hil-place, --hil-realtime, --hil-strict, --hil-link-faults, --hil-run-dir,
+  --hil-baseline and --hil-baseline-update; the labgrid backend's coordinator is labgrid's
+  own pytest option --lg-coordinator (its plugin is loaded with labgrid), else
+  LG_COORDINATOR, else labgrid's default;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
@@ -62,6 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "[tool.harness.hardware]")
     group.addoption("--hil-flash", action="store_true",
                     help="flash the board before each test's device starts (serial backend)")
+    group.addoption("--hil-place", default=None, metavar="NAME",
+                    help="the labgrid place of a shared tag (backend labgrid); its coordinator "
+                         "is --lg-coordinator, else LG_COORDINATOR")
     group.addoption("--hil-realtime", action="store_true",
                     help="stream at the sensor's rate instead of as fast as flow control allows")
     group.addoption("--hil-strict", action="store_true", default=_ci(),
@@ -99,6 +104,18 @@ def hil_backend_of(item: pytest.Item) -> str:
     marker = item.get_closest_marker("hil")
     pinned = marker.kwargs.get("backend") if marker is not None else None
     return pinned or item.config.getoption("--hil-backend")
+
+
+def hil_coordinator(config: pytest.Config) -> str | None:
+    """The labgrid coordinator: labgrid's --lg-coordinator where its plugin registered it;
+    None lets the backend take LG_COORDINATOR, else labgrid's default."""
+    return config.getoption("lg_coordinator", default=None)
+
+
+def hil_lg_env(config: pytest.Config) -> Path | None:
+    """The labgrid environment file that flashes a place (--hil-flash): labgrid's --lg-env."""
+    given = config.getoption("lg_env", default=None)
+    return None if given is None else Path(given)
 
 
 def required_tools(item: pytest.Item) -> list[str]:
@@ -189,7 +206,9 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     flash = config.getoption("--hil-flash") and backend.kind == "board"
     model = RunDirectory(hil_run_dir).model_sources("q16")
     options = DeviceOptions(port=config.getoption("--hil-port"),
-                            hardware_map=config.getoption("--hil-hardware-map"), flash=flash)
+                            hardware_map=config.getoption("--hil-hardware-map"), flash=flash,
+                            place=config.getoption("--hil-place"),
+                            coordinator=hil_coordinator(config), lg_env=hil_lg_env(config))
     prepared = prepare_device(backend.name, model, hil_target, tmp_path / "build", options)
     with prepared.device as device, device_session(
             device, prepared.firmware, options.timeout, config.getoption("--hil-link-faults"),
@@ -218,6 +237,9 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
                              hardware_map=request.config.getoption("--hil-hardware-map"),
                              flash=(request.config.getoption("--hil-flash")
                                     and get_backend(backend).kind == "board"),
+                             place=request.config.getoption("--hil-place"),
+                             coordinator=hil_coordinator(request.config),
+                             lg_env=hil_lg_env(request.config),
                              max_windows=max_windows, overrides=overrides,
                              link_faults=request.config.getoption("--hil-link-faults"),
                              report=tmp_path / f"{variant}-report{'-bulk' * bulk}",

@@ -13,7 +13,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ class RunOptions:
     realtime: bool = False
     port: str | None = None  # where a physical device is (serial backend; device_sim.boards)
     hardware_map: Path | None = None  # boards by name; default pyproject's [tool.harness.hardware]
+    place: str | None = None  # a labgrid place (labgrid backend)
+    coordinator: str | None = None  # its coordinator; default LG_COORDINATOR, else labgrid's
     max_windows: int | None = None  # a sample of this many windows (plan_stream)
     seed: int = 0  # of that sample
     timeout: float = 20.0
@@ -72,6 +74,14 @@ class RunOptions:
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
     bulk: bool = False  # replay the recording from guest memory instead of streaming it
     flash: bool = False  # flash the board first (serial backend; device_sim/flash.py)
+    lg_env: Path | None = None  # labgrid environment file: how a place flashes (--flash)
+
+    def device_options(self, replay_image: Path | None = None) -> DeviceOptions:
+        """What the backend is told about the device."""
+        return DeviceOptions(port=self.port, hardware_map=self.hardware_map, place=self.place,
+                             coordinator=self.coordinator, lg_env=self.lg_env,
+                             timeout=self.timeout, realtime=self.realtime,
+                             replay_image=replay_image, flash=self.flash)
 
 
 def bouts_to_stream(recording: Recording, window: int) -> list[np.ndarray]:
@@ -318,8 +328,7 @@ def flash_board(run_dir: Path, options: RunOptions) -> tuple[DeviceInfo, str, Pa
     check_framing(model, profile)
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
-                              DeviceOptions(port=options.port, hardware_map=options.hardware_map,
-                                            timeout=options.timeout, flash=True))
+                              replace(options, flash=True).device_options())
     with prepared.device as device, device_session(device, prepared.firmware, options.timeout,
                                                    flashed=True) as session:
         check_device(session.info, model, profile, device.url, flashed=True)
@@ -370,10 +379,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         image = write_image(build_dir / "replay.bin", replay_segments(recording, plan))
         check_fits(image, capacity, f"target {profile.name!r} on {options.backend}")
     prepared = prepare_device(options.backend, model, profile, build_dir,
-                              DeviceOptions(port=options.port, hardware_map=options.hardware_map,
-                                            timeout=options.timeout,
-                                            realtime=options.realtime, replay_image=image,
-                                            flash=options.flash))
+                              options.device_options(replay_image=image))
     results: list[WindowResult | None] = []
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput

@@ -144,7 +144,7 @@ def test_one_test_per_selected_target(pytester):
 def test_the_backend_choices_are_the_registry(pytester):
     result = pytester.runpytest_subprocess("--hil-backend", "no-such-backend")
     result.stderr.fnmatch_lines(
-        ["*--hil-backend*invalid choice*'native', 'qemu', 'renode', 'serial'*"])
+        ["*--hil-backend*invalid choice*'native', 'qemu', 'renode', 'labgrid', 'serial'*"])
 
 
 @pytest.mark.hil(backend="native")

@@ -60,6 +60,10 @@ class DeviceOptions:
     realtime: bool = False   # an emulator's time follows the wall clock (Renode)
     replay_image: Path | None = None  # bulk replay: loaded into the replay region at start
     flash: bool = False      # flash the firmware on the board at start (device_sim/flash.py)
+    place: str | None = None  # a labgrid place (backend labgrid: backends/labgrid_place.py)
+    coordinator: str | None = None  # its coordinator HOST:PORT; default LG_COORDINATOR, else
+    #                                 labgrid's 127.0.0.1:20408
+    lg_env: Path | None = None  # a labgrid environment file: how the place flashes (flash)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,11 @@ class Backend(abc.ABC):
                 f"{platform.name}] in {target.source}, or stream the recording (no --bulk)")
         return platform.replay_bytes
 
+    def check_options(self, options: DeviceOptions) -> None:
+        """Refuse options this backend cannot start a device with, before anything is built;
+        by default every backend takes any."""
+        return None
+
     @abc.abstractmethod
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> Device:
@@ -124,6 +133,7 @@ def prepare_device(backend: str, model: ModelSources, target: TargetProfile, bui
     the device."""
     chosen = get_backend(backend)
     options = options or DeviceOptions()
+    chosen.check_options(options)
     firmware = chosen.build(model, target, build_dir, trace=trace)
     return PreparedDevice(chosen, firmware, chosen.device(firmware, target, options))
 
