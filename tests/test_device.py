@@ -439,6 +439,29 @@ def test_reset_restarts_window_numbering(link, tiny):
     assert link.expect("STATS").fields["windows"] == 3
 
 
+def test_hello_request_starts_the_link_again_for_a_new_host(link, tiny):
+    """A board is not reset between runs: the next host asks for HELLO, whatever the seq."""
+    first = stream_counts(WINDOW + HOP, seed=21)
+    results, _ = stream(link, first)
+    assert_bit_exact(results, first, tiny.q)
+    link.send("SAMPLES", samples=stream_counts(FRAME_SAMPLES, seed=22).ravel().tolist())
+    # The new host: its own seq (any), a flush first, as DeviceSession sends it.
+    link.port.write(b"\x00" + encode_frame("HELLO_REQUEST", 0x77))
+    del link.hello
+    link.rx_seq, link.seq = None, 0
+    hello = link.read()
+    assert hello.name == "HELLO" and hello.seq == 0  # numbered as after boot
+    link.hello = hello.fields
+    second = stream_counts(WINDOW, seed=23)
+    results, errors = stream(link, second)  # host seq 0 is what the device expects
+    assert errors == []
+    assert_bit_exact(results, second, tiny.q)  # the old host's half window is gone
+    link.send("STATS_REQUEST")
+    stats = link.expect("STATS").fields
+    assert (stats["windows"], stats["samples"]) == (1, WINDOW)  # counted from the request
+    assert (stats["stack_peak"] > 0) == (link.backend != "native")  # since boot: kept
+
+
 def test_stats_reports_the_stack(link):
     stream(link, stream_counts(WINDOW))
     link.send("STATS_REQUEST")

@@ -49,6 +49,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                       "step": 300},
     "REPLAY_DONE": {"windows": 0xFFFF_FFFF, "samples": 16_777_216},
     "REPLAY": {},
+    "HELLO_REQUEST": {},
 }
 
 

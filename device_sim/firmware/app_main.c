@@ -4,6 +4,9 @@
  *
  *   boot      0x00 (flush), then HELLO with seq 0, repeated about every 0.25 s until the host's
  *             first frame; the device's seq counts every frame it sends.
+ *   HELLO_REQUEST  whatever its seq: a new host. The link starts again as at boot (host seq 0
+ *             expected next, device seq 0, STATS counters zero, the stream as after RESET),
+ *             then HELLO.
  *   SAMPLES   accepted in host seq order into a ring of TAG_MODEL_WINDOW samples. At sample
  *             counts W, W+H, W+2H, ... since boot or RESET (W = TAG_MODEL_WINDOW, H = TAG_HOP)
  *             the ring is unrolled into a window, the model runs, timed with the platform
@@ -555,6 +558,18 @@ static void app_on_samples(app_t *app, uint8_t seq)
     }
 }
 
+/* A new host (HELLO_REQUEST): the link as at boot, the stream as after RESET, then HELLO. */
+static void app_reconnect(app_t *app)
+{
+    app->tx_seq = 0u;
+    app->expected_seq = 0u;
+    app->ack_seq = 0u;
+    app->in_gap = 0u;
+    memset(&app->stats, 0, sizeof app->stats);
+    app_reset_stream(app);
+    app_send_hello(app);
+}
+
 /* A frame with a good CRC. */
 static void app_on_frame(app_t *app)
 {
@@ -563,6 +578,14 @@ static void app_on_frame(app_t *app)
     const uint8_t *body = tag_rx_body(&app->rx);
     size_t len = tag_rx_body_len(&app->rx);
 
+    if (type == TAG_MSG_HELLO_REQUEST) {
+        /* Before the seq check: the new host cannot know where the last one left off. */
+        tag_hello_request_t request;
+        if (tag_hello_request_unpack(body, len, &request) == 0) {
+            app_reconnect(app);
+            return;
+        }
+    }
     if (seq != app->expected_seq) {
         if (!app->in_gap) {
             app->in_gap = 1u;
