@@ -43,6 +43,7 @@ static int repack(uint8_t type, const uint8_t *body, size_t len, uint8_t *out, s
     case TAG_MSG_TRACE_REQUEST: ROUNDTRIP(trace_request);
     case TAG_MSG_REPLAY: ROUNDTRIP(replay);
     case TAG_MSG_REPLAY_DONE: ROUNDTRIP(replay_done);
+    case TAG_MSG_HELLO_REQUEST: ROUNDTRIP(hello_request);
     default: return 0;
     }
 }
