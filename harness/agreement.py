@@ -253,6 +253,9 @@ class RunReport:
     # What this run could not check, and why: a pass says nothing about these.
     not_assessed: list[str] = field(default_factory=list)
     bulk: bool = False  # the recording was replayed from guest memory, not streamed (--bulk)
+    # Attempts before this run's that failed for infrastructure reasons (--retries), each
+    # {"error": class name, "message": ...}; empty when the first attempt ran.
+    attempts: list[dict[str, str]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # where it was written
 
@@ -588,6 +591,10 @@ def format_report(report: RunReport) -> str:
         lines.append(f"windows: {chosen['windows']:,} of {chosen['of']:,}, {chosen['method']} "
                      f"(seed {chosen['seed']})")
     lines += [f"{NOT_ASSESSED}: {what}" for what in report.not_assessed]
+    if report.attempts:
+        lines.append(f"retried: {len(report.attempts)} attempt(s) failed before this one ("
+                     + "; ".join(f"{a['error']}: {a['message'].splitlines()[0]}"
+                                 for a in report.attempts) + ")")
     lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)
 

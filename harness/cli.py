@@ -34,7 +34,12 @@ from typing import Any
 from device_sim.backends import DEFAULT_BACKEND, backend_names, registry
 from device_sim.model_sources import VARIANTS
 from device_sim.targets import DEFAULT_TARGET, load_target, target_names
-from harness.errors import AssessmentWarning, HarnessError, RecordingWarning
+from harness.errors import (
+    AssessmentWarning,
+    HarnessError,
+    InfrastructureWarning,
+    RecordingWarning,
+)
 from harness.run import RunOptions
 from harness.target_table import FIXED_POINT_WINDOWS, FLOAT_WINDOWS
 from models.config import (
@@ -831,7 +836,7 @@ def _terminate(signum: int, frame: object) -> None:
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """The harness's own warnings as one line a person reads, 'harness: warning: ...'; any
     other as Python prints it."""
-    if issubclass(category, (RecordingWarning, AssessmentWarning)):
+    if issubclass(category, (RecordingWarning, AssessmentWarning, InfrastructureWarning)):
         print(f"harness: warning: {message}", file=file or sys.stderr)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
