@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from device_sim.targets import DEFAULT_TARGET, Framing, TargetProfile, Timeouts,
 from harness.agreement import DeviceRun, RunReport, Thresholds, WindowSet, evaluate
 from harness.errors import (
     DeviceMismatchError,
+    HarnessError,
     InfrastructureWarning,
     NoHelloError,
     NothingToStreamError,
@@ -280,6 +282,13 @@ def replay_segments(recording: Recording, plan: StreamPlan) -> list[np.ndarray]:
     return [counts_from_g(recording.accel_g[segment]) for segment in plan.segments]
 
 
+def report_folder(run_dir: Path, options: RunOptions) -> Path:
+    """Where a run's report.json goes: --report, else RUN_DIR/reports/<target>-<backend>-
+    <variant>[-realtime][-bulk]/."""
+    return options.report or RunDirectory(run_dir).report_dir(
+        options.target, options.backend, options.variant, options.realtime, options.bulk)
+
+
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
                   progress: Callable[[WindowResult], None] | None = None,
                   running: RunningDevices | None = None) -> RunReport:
@@ -289,8 +298,7 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
     attempt recorded in the report. `running` holds the device while it runs, for another
     thread to stop it (parallel runs)."""
     run = RunDirectory(run_dir)
-    folder = options.report or run.report_dir(options.target, options.backend,
-                                              options.variant, options.realtime, options.bulk)
+    folder = report_folder(run_dir, options)
     # The last run's report goes first: a run that fails or is interrupted leaves none, so
     # nothing can read an old pass as this run's.
     (folder / "report.json").unlink(missing_ok=True)
@@ -436,7 +444,7 @@ def _run_device(device: Device, firmware: Firmware, model: ModelSources,
         realtime=options.realtime, deadline_misses=deadline_misses, seconds=seconds,
         bulk=options.bulk,
         link=link | {"device_bad_frames": stats["bad_frames"], "overruns": stats["overruns"]},
-        device={"target": info.target, "build_id": info.build_id,
+        device={"url": device.url, "target": info.target, "build_id": info.build_id,
                 "model_hash": info.model_hash, "model_variant": info.model_variant,
                 "artefact": str(firmware.path)})
 
@@ -477,3 +485,69 @@ class RunningDevices:
             devices = list(self._devices)
         for device in devices:
             device.stop()
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run of several (`harness run --jobs N`): a run directory on one target, backend
+    and variant."""
+
+    run_dir: Path
+    options: RunOptions
+    recording: Recording | None = None  # default: the run directory's held-out animals
+
+    @property
+    def name(self) -> str:
+        o = self.options
+        return f"{self.run_dir} {o.target}-{o.backend}-{o.variant}"
+
+
+def check_jobs(jobs: list[RunJob], workers: int) -> None:
+    """Refuse jobs that would share a report folder (and so a build folder), or a board that
+    two jobs at once would talk to."""
+    by_folder: dict[Path, RunJob] = {}
+    for job in jobs:
+        folder = report_folder(job.run_dir, job.options).resolve()
+        if folder in by_folder:
+            raise HarnessError(f"{by_folder[folder].name} and {job.name} would both write "
+                               f"{folder}: give each run its own folder (no --report with "
+                               "several jobs), or leave one out")
+        by_folder[folder] = job
+    ported = [job for job in jobs if get_backend(job.options.backend).needs_port]
+    if workers > 1 and len(ported) > 1:
+        raise HarnessError(f"{len(ported)} jobs on backend {ported[0].options.backend!r} would "
+                           f"talk to the one board on --port at once: use --jobs 1")
+
+
+JobOutcome = RunReport | HarnessError
+
+
+def run_jobs(jobs: list[RunJob], workers: int,
+             on_done: Callable[[RunJob, JobOutcome], None] | None = None) -> list[JobOutcome]:
+    """Run `jobs`, `workers` at a time, each in a thread of its own that starts and stops its
+    device (run_on_device); the outcomes in the jobs' order, a HarnessError for a job that
+    failed with one. `on_done` sees each as it ends. On Ctrl-C, SIGTERM or a bug every device
+    is stopped before this returns (RunningDevices)."""
+    check_jobs(jobs, workers)
+    running = RunningDevices()
+    outcomes: dict[int, JobOutcome] = {}
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)),
+                              thread_name_prefix="harness-run")
+    futures = {pool.submit(run_on_device, job.run_dir, job.options, job.recording,
+                           running=running): n for n, job in enumerate(jobs)}
+    try:
+        for future in as_completed(futures):
+            n = futures[future]
+            try:
+                outcome: JobOutcome = future.result()
+            except HarnessError as error:
+                outcome = error
+            outcomes[n] = outcome
+            if on_done is not None:
+                on_done(jobs[n], outcome)
+    except BaseException:
+        running.stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [outcomes[n] for n in range(len(jobs))]
