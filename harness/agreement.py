@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import tomllib
 import warnings
 from collections import Counter
@@ -267,7 +268,8 @@ class RunReport:
     def write(self, path: Path) -> Path:
         """Written whole or not at all: a reader never sees half a report."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
+        # Of this process and thread: two writers never share it.
+        partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
         partial.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(partial, path)
         self.path = path

@@ -6,7 +6,8 @@ Registered through the `pytest11` entry point, so any project that installs this
   it names, `@pytest.mark.hil(backend="qemu")`) and `requires` (`@pytest.mark.requires("gcc")`:
   tools of device_sim.toolchain a test needs besides its backend's);
 - the options --hil-target, --hil-backend, --hil-port, --hil-realtime, --hil-strict,
-  --hil-link-faults, --hil-run-dir, --hil-baseline and --hil-baseline-update;
+  --hil-link-faults, --hil-run-dir, --hil-baseline, --hil-baseline-update,
+  --hil-timeout-multiplier and --hil-retries;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
@@ -14,6 +15,10 @@ Registered through the `pytest11` entry point, so any project that installs this
   --hil-baseline DIR each run is compared with DIR/<target>-<backend>-<variant>.json, and a
   regression fails the test naming the figure);
 - assertion helpers in `harness.assertions`.
+
+Under pytest-xdist (`pytest -n auto -m hil`) every worker has its own run directory (trained
+into its own temporary folder), builds, reports and loopback ports; with --hil-run-dir the
+workers share that directory but build into folders of their own (hil_build_dir).
 
 Whether a test's tools are installed is decided here and only here, from the toolchain table:
 a test whose tools are missing is skipped with what to install, or, with --hil-strict (on when
@@ -71,6 +76,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-baseline-update", action="store_true",
                     help="write each hil_run's report as its baseline in --hil-baseline DIR "
                          "instead of comparing")
+    group.addoption("--hil-timeout-multiplier", type=float, default=1.0, metavar="X",
+                    help="scale every device timeout (the target profile's "
+                         "[timeouts.BACKEND]) by X (default: %(default)s)")
+    group.addoption("--hil-retries", type=int, default=0, metavar="N",
+                    help="start a hil_run again up to N times after an infrastructure "
+                         "failure (emulator, HELLO, port; never a failed check); every retry "
+                         "is in its report (default: %(default)s)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -154,6 +166,28 @@ def hil_recording(hil_run_dir: Path):
     return RunDirectory(hil_run_dir).heldout()
 
 
+def xdist_worker(config: pytest.Config) -> str | None:
+    """The pytest-xdist worker this process is (gw0, gw1, ...), None without xdist."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return worker or os.environ.get("PYTEST_XDIST_WORKER") or None
+
+
+def hil_build_dir(config: pytest.Config, run_dir: Path, target: str, backend: str,
+                  variant: str) -> Path:
+    """Where a hil test builds: the run directory's build folder, one per xdist worker (two
+    workers building the same firmware into one folder would overwrite each other's)."""
+    from models.rundir import RunDirectory
+
+    folder = RunDirectory(run_dir).build_dir(target, backend, variant)
+    worker = xdist_worker(config)
+    return folder if worker is None else folder.with_name(f"{folder.name}-{worker}")
+
+
+def hil_timeouts(config: pytest.Config, target, backend: str):
+    """The target profile's timeouts for `backend`, scaled by --hil-timeout-multiplier."""
+    return target.timeouts_for(backend, multiplier=config.getoption("--hil-timeout-multiplier"))
+
+
 @dataclass
 class Dut:
     """A device under test: the started backend and the open session to it."""
@@ -178,12 +212,15 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     from models.rundir import RunDirectory
 
     model = RunDirectory(hil_run_dir).model_sources("q16")
-    prepared = prepare_device(hil_backend_of(request.node), model, hil_target,
-                              tmp_path / "build",
-                              DeviceOptions(port=request.config.getoption("--hil-port")))
+    backend = hil_backend_of(request.node)
+    timeouts = hil_timeouts(request.config, hil_target, backend)
+    prepared = prepare_device(backend, model, hil_target, tmp_path / "build",
+                              DeviceOptions(port=request.config.getoption("--hil-port"),
+                                            timeout=timeouts.start))
     with prepared.device as device, DeviceSession(
             faulty(device.url, request.config.getoption("--hil-link-faults")),
-            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
+            timeouts.reply, baudrate=prepared.firmware.baudrate,
+            check_alive=device.check_alive, hello_timeout=timeouts.start) as session:
         check_device(session.info, model, hil_target, device.url)
         yield Dut(device, session, prepared.firmware.path, prepared.firmware.memory)
 
@@ -200,14 +237,18 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
             realtime: bool | None = None, bulk: bool = False, **overrides: float):
         if realtime is None:
             realtime = request.config.getoption("--hil-realtime")
-        options = RunOptions(target=hil_target.name,
-                             backend=hil_backend_of(request.node),
+        config = request.config
+        backend = hil_backend_of(request.node)
+        options = RunOptions(target=hil_target.name, backend=backend,
                              variant=variant, realtime=realtime,
                              port=request.config.getoption("--hil-port"),
                              max_windows=max_windows, overrides=overrides,
                              link_faults=request.config.getoption("--hil-link-faults"),
                              report=tmp_path / f"{variant}-report{'-bulk' * bulk}",
-                             bulk=bulk)
+                             build=hil_build_dir(config, hil_run_dir, hil_target.name,
+                                                 backend, variant),
+                             timeout_multiplier=config.getoption("--hil-timeout-multiplier"),
+                             retries=config.getoption("--hil-retries"), bulk=bulk)
         report = run_on_device(hil_run_dir, options)
         record_report(record_property, report)
         baselines = request.config.getoption("--hil-baseline")
@@ -258,7 +299,7 @@ def record_report(record_property: Callable[[str, object], None], report: Any) -
         "latency_p99": latency.p99, "latency_max": latency.max,
         "latency_deadline": latency.deadline, "flash_bytes": memory.flash,
         "ram_static_bytes": memory.ram_static, "stack_peak_bytes": memory.stack_peak,
-        "passed": report.passed,
+        "passed": report.passed, "attempts": len(report.attempts) + 1,
     }
     for name, value in figures.items():
         record_property(f"hil_{name}", value)
