@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import tomllib
 import warnings
 from collections import Counter
@@ -253,6 +254,9 @@ class RunReport:
     # What this run could not check, and why: a pass says nothing about these.
     not_assessed: list[str] = field(default_factory=list)
     bulk: bool = False  # the recording was replayed from guest memory, not streamed (--bulk)
+    # Attempts before this run's that failed for infrastructure reasons (--retries), each
+    # {"error": class name, "message": ...}; empty when the first attempt ran.
+    attempts: list[dict[str, str]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # where it was written
 
@@ -264,7 +268,8 @@ class RunReport:
     def write(self, path: Path) -> Path:
         """Written whole or not at all: a reader never sees half a report."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
+        # Of this process and thread: two writers never share it.
+        partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
         partial.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(partial, path)
         self.path = path
@@ -588,6 +593,10 @@ def format_report(report: RunReport) -> str:
         lines.append(f"windows: {chosen['windows']:,} of {chosen['of']:,}, {chosen['method']} "
                      f"(seed {chosen['seed']})")
     lines += [f"{NOT_ASSESSED}: {what}" for what in report.not_assessed]
+    if report.attempts:
+        lines.append(f"retried: {len(report.attempts)} attempt(s) failed before this one ("
+                     + "; ".join(f"{a['error']}: {a['message'].splitlines()[0]}"
+                                 for a in report.attempts) + ")")
     lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)
 

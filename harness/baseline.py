@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,7 +137,8 @@ def save_baseline(snapshot: Snapshot, out: Path | None = None) -> Path:
     if path.is_dir():
         path = path / f"{snapshot.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+    # A name of this process's and thread's own: two writers (xdist workers) never share it.
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     partial.write_text(json.dumps(snapshot.to_baseline(), indent=2) + "\n")
     os.replace(partial, path)
     return path

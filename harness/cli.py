@@ -34,7 +34,12 @@ from typing import Any
 from device_sim.backends import DEFAULT_BACKEND, backend_names, registry
 from device_sim.model_sources import VARIANTS
 from device_sim.targets import DEFAULT_TARGET, load_target, target_names
-from harness.errors import AssessmentWarning, HarnessError, RecordingWarning
+from harness.errors import (
+    AssessmentWarning,
+    HarnessError,
+    InfrastructureWarning,
+    RecordingWarning,
+)
 from harness.run import RunOptions
 from harness.target_table import FIXED_POINT_WINDOWS, FLOAT_WINDOWS
 from models.config import (
@@ -93,6 +98,20 @@ VALIDATION_SHARE = _number(float, 0.0, 0.9)  # some windows must be left to trai
 
 def _str_tuple(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _choice_tuple(choices: Sequence[str]) -> Any:
+    """An argparse type: one or more of `choices`, comma-separated."""
+    def parse(text: str) -> tuple[str, ...]:
+        names = _str_tuple(text)
+        wrong = [name for name in names if name not in choices]
+        if wrong or not names:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {', '.join(map(repr, wrong)) or repr(text)} (choose from "
+                f"{', '.join(map(repr, choices))}, comma-separated)")
+        return tuple(dict.fromkeys(names))
+    parse.__name__ = "names"
+    return parse
 
 
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -368,32 +387,78 @@ def _threshold(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
 
 
+def _run_jobs(args: argparse.Namespace) -> list:
+    """The jobs of `harness run`: every run directory on each of its targets and every variant.
+    Without --target, one run directory runs on the default target and several each on the
+    target it was trained for."""
+    from harness.run import RunJob
+    from models.rundir import RunDirectory
+
+    recordings: dict[str, Any] = {}  # --data or --synthetic, loaded once per target's rate
+    jobs = []
+    for given in args.run_dir:
+        targets = args.target or (
+            (DEFAULT_TARGET,) if len(args.run_dir) == 1
+            else (RunDirectory(given).framing().target or DEFAULT_TARGET,))
+        for target in targets:
+            run_dir = given
+            if args.retarget:
+                from harness.target_table import retarget
+                run_dir = retarget(given, load_target(target))
+                if run_dir != given:
+                    print(f"retargeted to {target}: {run_dir}", file=sys.stderr)
+            if (args.data is not None or args.synthetic) and target not in recordings:
+                recordings[target] = _data_source(args).load(load_target(target).sample_rate_hz,
+                                                             args.seed)
+            for variant in args.variant:
+                options = RunOptions(target=target, backend=args.backend, variant=variant,
+                                     realtime=args.realtime, port=args.port,
+                                     max_windows=args.max_windows, seed=args.seed,
+                                     timeout=args.timeout,
+                                     timeout_multiplier=args.timeout_multiplier,
+                                     retries=args.retries, link_faults=args.link_faults,
+                                     overrides=dict(args.threshold), report=args.report,
+                                     bulk=args.bulk, hardware_map=args.hardware_map,
+                                     flash=args.flash, place=args.place,
+                                     coordinator=args.coordinator, lg_env=args.lg_env)
+                jobs.append(RunJob(run_dir, options, recordings.get(target)))
+    return jobs
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.agreement import format_report
-    from harness.run import RunOptions, run_on_device
+    from harness.run import run_jobs, run_on_device
 
-    recording = None
-    if args.data is not None or args.synthetic:
-        recording = _data_source(args).load(load_target(args.target).sample_rate_hz, args.seed)
-    options = RunOptions(target=args.target, backend=args.backend, variant=args.variant,
-                         realtime=args.realtime, port=args.port, max_windows=args.max_windows,
-                         seed=args.seed, timeout=args.timeout, link_faults=args.link_faults,
-                         overrides=dict(args.threshold),
-                         report=args.report, bulk=args.bulk,
-                         hardware_map=args.hardware_map, flash=args.flash,
-                         place=args.place, coordinator=args.coordinator, lg_env=args.lg_env)
+    jobs = _run_jobs(args)
     baseline = None
     if args.baseline is not None:  # read first: a wrong path fails before the device starts
+        if len(jobs) > 1:
+            raise HarnessError(f"--baseline compares one run, these are {len(jobs)}: give one "
+                               "RUN_DIR, target and variant")
         from harness.baseline import Tolerances, load_snapshot
         baseline = load_snapshot(args.baseline)
         tolerances = Tolerances.resolve(baseline.target, dict(args.tolerance))
-    run_dir = args.run_dir
-    if args.retarget:
-        from harness.target_table import retarget
-        run_dir = retarget(run_dir, load_target(args.target))
-        if run_dir != args.run_dir:
-            print(f"retargeted to {args.target}: {run_dir}", file=sys.stderr)
-    report = run_on_device(run_dir, options, recording)
+    if len(jobs) > 1:
+        def show(job, outcome) -> None:
+            if isinstance(outcome, HarnessError):
+                print(f"\n{job.name}: error: {outcome}")
+            else:
+                print("\n" + format_report(outcome) + f"\nreport: {outcome.path}")
+
+        outcomes = run_jobs(jobs, args.jobs, show)
+        print("\n=== summary")
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, HarnessError):
+                o = job.options
+                first = str(outcome).splitlines()[0] if str(outcome) else ""
+                print(f"{o.target:7s} {o.variant:4s} ERROR {type(outcome).__name__}: {first}")
+            else:
+                print(summary_line(outcome))
+        if any(isinstance(outcome, HarnessError) for outcome in outcomes):
+            return 2
+        return 0 if all(outcome.passed for outcome in outcomes) else 1
+    job = jobs[0]
+    report = run_on_device(job.run_dir, job.options, job.recording)
     print(format_report(report))
     print(f"report: {report.path}")
     if baseline is None:
@@ -416,6 +481,18 @@ def cmd_flash(args: argparse.Namespace) -> int:
     print(f"flashed {firmware} on {port}: it says HELLO as {info.target}, model "
           f"{info.model_hash} ({info.model_variant}), build {info.build_id}: the run's")
     return 0
+
+
+def summary_line(r) -> str:
+    """One run report as a line of a summary table (harness run with several jobs, demo)."""
+    lat, mem = r.latency, r.memory
+    exact = "n/a" if r.int_exact_fraction is None else f"{r.int_exact_fraction:.3f}"
+    share = "" if lat.deadline is None else f" ({lat.p99 / lat.deadline:.0%} of deadline)"
+    memory = "" if mem.flash is None else f"  flash {mem.flash:,} B  RAM {mem.ram_used:,} B"
+    retried = f"  after {len(r.attempts)} retries" if r.attempts else ""
+    return (f"{r.target:7s} {r.variant:4s} exact {exact:>5s}  agreement "
+            f"{r.float_top1_agreement:.3f}  p99 {lat.p99:>12,} {lat.unit}{share}{memory}  "
+            f"{'passed' if r.passed else 'FAILED'}{retried}  {r.path}")
 
 
 def _pick(args: argparse.Namespace) -> dict[str, str | None]:
@@ -501,13 +578,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             summary.append(report)
     print("\n=== summary")
     for r in summary:
-        lat, mem = r.latency, r.memory
-        exact = "n/a" if r.int_exact_fraction is None else f"{r.int_exact_fraction:.3f}"
-        share = "" if lat.deadline is None else f" ({lat.p99 / lat.deadline:.0%} of deadline)"
-        memory = "" if mem.flash is None else f"  flash {mem.flash:,} B  RAM {mem.ram_used:,} B"
-        print(f"{r.target:7s} {r.variant:4s} exact {exact:>5s}  agreement "
-              f"{r.float_top1_agreement:.3f}  p99 {lat.p99:>12,} {lat.unit}{share}{memory}  "
-              f"{'passed' if r.passed else 'FAILED'}")
+        print(summary_line(r))
     print(f"\nrun directories and reports: {args.out}/<target>/")
     return 0
 
@@ -746,14 +817,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip compiling on the host and comparing with the references")
     export.set_defaults(func=cmd_export)
 
-    run = command("run", "stream a recording through a device and check it")
-    run.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    run.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET,
-                     help="the device's target profile")
+    run = command("run", "stream a recording through a device and check it; several run "
+                         "directories, targets or variants make one job each combination, run "
+                         "--jobs at a time, each with its own device and report folder")
+    run.add_argument("run_dir", type=Path, nargs="+", metavar="RUN_DIR")
+    run.add_argument("--target", type=_choice_tuple(target_names()), metavar="T[,T]",
+                     help=f"the device's target profile(s); default {DEFAULT_TARGET} for one "
+                          "RUN_DIR, and for several each RUN_DIR's own (the target it was "
+                          "trained for)")
     run.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
                      help=_backend_help())
-    run.add_argument("--variant", choices=list(VARIANTS), default="q16",
-                     help="the model variant to run")
+    run.add_argument("--variant", type=_choice_tuple(VARIANTS), default=("q16",),
+                     metavar="V[,V]", help="the model variant(s) to run")
+    run.add_argument("--jobs", type=COUNT, default=1, metavar="N",
+                     help="run N jobs at once, each starting and stopping its own device")
+    run.add_argument("--retries", type=NON_NEGATIVE, default=_default(RunOptions, "retries"),
+                     metavar="N",
+                     help="start a run again up to N times after an infrastructure failure: an "
+                          "emulator that dies or cannot start, no HELLO, a port that cannot "
+                          "be opened or vanished; never after a failed check. Each retry is "
+                          "in report.json's attempts")
+    run.add_argument("--timeout-multiplier", type=POSITIVE,
+                     default=_default(RunOptions, "timeout_multiplier"), metavar="X",
+                     help="scale every timeout (the target profile's [timeouts.BACKEND], or "
+                          "--timeout) by X, for a slow or busy machine")
     run.add_argument("--realtime", action="store_true",
                      help="send samples at the sensor's rate instead of as fast as allowed")
     run.add_argument("--bulk", action="store_true",
@@ -773,7 +860,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "seeded by --seed, instead of every window")
     run.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
                      metavar="SECONDS",
-                     help="longest wait for any answer from the device")
+                     help="longest wait for the device to start and for any answer from it "
+                          "(default: the target profile's [timeouts.BACKEND] start and reply)")
     run.add_argument("--link-faults", metavar="OPTIONS",
                      help="damage the link on purpose: fault:// options such as "
                           "corrupt=0.01&drop=0.001&seed=1 (see harness/urlhandler)")
@@ -844,7 +932,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--variant", choices=list(VARIANTS), default="q16",
                        help="the fixed-point model variant to trace")
     trace.add_argument("--timeout", type=POSITIVE, default=_default(RunOptions, "timeout"),
-                       metavar="SECONDS", help="longest wait for any answer from the device")
+                       metavar="SECONDS", help="longest wait for the device to start and for "
+                       "any answer from it (default: the target profile's [timeouts.BACKEND])")
     trace.add_argument("--port", help="where a physical tag (flashed with the trace build) is "
                                       "attached, for a backend that needs a port")
     trace.add_argument("--link-faults", metavar="OPTIONS",
@@ -884,7 +973,7 @@ def _terminate(signum: int, frame: object) -> None:
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """The harness's own warnings as one line a person reads, 'harness: warning: ...'; any
     other as Python prints it."""
-    if issubclass(category, (RecordingWarning, AssessmentWarning)):
+    if issubclass(category, (RecordingWarning, AssessmentWarning, InfrastructureWarning)):
         print(f"harness: warning: {message}", file=file or sys.stderr)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)

@@ -68,6 +68,20 @@ class RecordingMismatchError(HarnessError):
     """Two runs to compare streamed other recordings, or other windows of one."""
 
 
+class NoHelloError(DeviceTimeoutError):
+    """A device said no HELLO within its start timeout: it did not boot, or something else
+    holds its line. An infrastructure failure: `--retries` starts the run again."""
+
+
+class PortUnavailableError(PortError, DeviceTimeoutError):
+    """A device's port cannot be opened (busy, unplugged, gone), or vanished during the run.
+    An infrastructure failure: `--retries` starts the run again."""
+
+
+class InfrastructureWarning(UserWarning):
+    """A device failed for infrastructure reasons and is started again (--retries)."""
+
+
 class AssessmentWarning(UserWarning):
     """A run could not check something a reader would take its pass for: accuracy and MCC over
     windows of one class."""
@@ -87,14 +101,17 @@ __all__ = [
     "FramingMismatchError",
     "HardwareMapError",
     "HarnessError",
+    "InfrastructureWarning",
     "MissingColumnError",
     "ModelSourcesError",
+    "NoHelloError",
     "NothingToStreamError",
     "PlaceBusyError",
     "PlaceError",
     "PlaceNotFoundError",
     "PortError",
     "PortNotFoundError",
+    "PortUnavailableError",
     "ProtocolError",
     "QuantizationError",
     "RecordingError",

@@ -7,9 +7,9 @@ Registered through the `pytest11` entry point, so any project that installs this
   tools of device_sim.toolchain a test needs besides its backend's);
 - the options --hil-target, --hil-backend, --hil-port, --hil-hardware-map, --hil-flash,
   --hil-place, --hil-realtime, --hil-strict, --hil-link-faults, --hil-run-dir,
-  --hil-baseline and --hil-baseline-update; the labgrid backend's coordinator is labgrid's
-  own pytest option --lg-coordinator (its plugin is loaded with labgrid), else
-  LG_COORDINATOR, else labgrid's default;
+  --hil-baseline, --hil-baseline-update, --hil-timeout-multiplier and --hil-retries;
+  the labgrid backend's coordinator is labgrid's own pytest option --lg-coordinator
+  (its plugin is loaded with labgrid), else LG_COORDINATOR, else labgrid's default;
 - fixtures `hil_target` (one test per selected target), `hil_run_dir` (a trained and exported
   run directory for that target: yours with --hil-run-dir, else a tiny one trained on the
   synthetic recording), `hil_recording`, `dut` (a started device with an open session, always
@@ -17,6 +17,10 @@ Registered through the `pytest11` entry point, so any project that installs this
   --hil-baseline DIR each run is compared with DIR/<target>-<backend>-<variant>.json, and a
   regression fails the test naming the figure);
 - assertion helpers in `harness.assertions`.
+
+Under pytest-xdist (`pytest -n auto -m hil`) every worker has its own run directory (trained
+into its own temporary folder), builds, reports and loopback ports; with --hil-run-dir the
+workers share that directory but build into folders of their own (hil_build_dir).
 
 Whether a test's tools are installed is decided here and only here, from the toolchain table:
 a test whose tools are missing is skipped with what to install, or, with --hil-strict (on when
@@ -84,6 +88,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-baseline-update", action="store_true",
                     help="write each hil_run's report as its baseline in --hil-baseline DIR "
                          "instead of comparing")
+    group.addoption("--hil-timeout-multiplier", type=float, default=1.0, metavar="X",
+                    help="scale every device timeout (the target profile's "
+                         "[timeouts.BACKEND]) by X (default: %(default)s)")
+    group.addoption("--hil-retries", type=int, default=0, metavar="N",
+                    help="start a hil_run again up to N times after an infrastructure "
+                         "failure (emulator, HELLO, port; never a failed check); every retry "
+                         "is in its report (default: %(default)s)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -179,6 +190,28 @@ def hil_recording(hil_run_dir: Path):
     return RunDirectory(hil_run_dir).heldout()
 
 
+def xdist_worker(config: pytest.Config) -> str | None:
+    """The pytest-xdist worker this process is (gw0, gw1, ...), None without xdist."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return worker or os.environ.get("PYTEST_XDIST_WORKER") or None
+
+
+def hil_build_dir(config: pytest.Config, run_dir: Path, target: str, backend: str,
+                  variant: str) -> Path:
+    """Where a hil test builds: the run directory's build folder, one per xdist worker (two
+    workers building the same firmware into one folder would overwrite each other's)."""
+    from models.rundir import RunDirectory
+
+    folder = RunDirectory(run_dir).build_dir(target, backend, variant)
+    worker = xdist_worker(config)
+    return folder if worker is None else folder.with_name(f"{folder.name}-{worker}")
+
+
+def hil_timeouts(config: pytest.Config, target, backend: str):
+    """The target profile's timeouts for `backend`, scaled by --hil-timeout-multiplier."""
+    return target.timeouts_for(backend, multiplier=config.getoption("--hil-timeout-multiplier"))
+
+
 @dataclass
 class Dut:
     """A device under test: the started backend and the open session to it."""
@@ -205,13 +238,15 @@ def dut(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, tmp_path)
     backend = get_backend(hil_backend_of(request.node))
     flash = config.getoption("--hil-flash") and backend.kind == "board"
     model = RunDirectory(hil_run_dir).model_sources("q16")
+    timeouts = hil_timeouts(config, hil_target, backend.name)
     options = DeviceOptions(port=config.getoption("--hil-port"),
                             hardware_map=config.getoption("--hil-hardware-map"), flash=flash,
                             place=config.getoption("--hil-place"),
-                            coordinator=hil_coordinator(config), lg_env=hil_lg_env(config))
+                            coordinator=hil_coordinator(config), lg_env=hil_lg_env(config),
+                            timeout=timeouts.start)
     prepared = prepare_device(backend.name, model, hil_target, tmp_path / "build", options)
     with prepared.device as device, device_session(
-            device, prepared.firmware, options.timeout, config.getoption("--hil-link-faults"),
+            device, prepared.firmware, timeouts, config.getoption("--hil-link-faults"),
             flashed=flash) as session:
         check_device(session.info, model, hil_target, device.url, flashed=flash)
         yield Dut(device, session, prepared.firmware.path, prepared.firmware.memory)
@@ -227,23 +262,25 @@ def hil_run(request: pytest.FixtureRequest, hil_target, hil_run_dir: Path, recor
 
     def run(variant: str = "q16", max_windows: int | None = None,
             realtime: bool | None = None, bulk: bool = False, **overrides: float):
+        config = request.config
         if realtime is None:
-            realtime = request.config.getoption("--hil-realtime")
+            realtime = config.getoption("--hil-realtime")
         backend = hil_backend_of(request.node)
-        options = RunOptions(target=hil_target.name,
-                             backend=backend,
+        options = RunOptions(target=hil_target.name, backend=backend,
                              variant=variant, realtime=realtime,
-                             port=request.config.getoption("--hil-port"),
-                             hardware_map=request.config.getoption("--hil-hardware-map"),
-                             flash=(request.config.getoption("--hil-flash")
+                             port=config.getoption("--hil-port"),
+                             hardware_map=config.getoption("--hil-hardware-map"),
+                             flash=(config.getoption("--hil-flash")
                                     and get_backend(backend).kind == "board"),
-                             place=request.config.getoption("--hil-place"),
-                             coordinator=hil_coordinator(request.config),
-                             lg_env=hil_lg_env(request.config),
+                             place=config.getoption("--hil-place"),
+                             coordinator=hil_coordinator(config), lg_env=hil_lg_env(config),
                              max_windows=max_windows, overrides=overrides,
-                             link_faults=request.config.getoption("--hil-link-faults"),
+                             link_faults=config.getoption("--hil-link-faults"),
                              report=tmp_path / f"{variant}-report{'-bulk' * bulk}",
-                             bulk=bulk)
+                             build=hil_build_dir(config, hil_run_dir, hil_target.name,
+                                                 backend, variant),
+                             timeout_multiplier=config.getoption("--hil-timeout-multiplier"),
+                             retries=config.getoption("--hil-retries"), bulk=bulk)
         report = run_on_device(hil_run_dir, options)
         record_report(record_property, report)
         baselines = request.config.getoption("--hil-baseline")
@@ -294,7 +331,7 @@ def record_report(record_property: Callable[[str, object], None], report: Any) -
         "latency_p99": latency.p99, "latency_max": latency.max,
         "latency_deadline": latency.deadline, "flash_bytes": memory.flash,
         "ram_static_bytes": memory.ram_static, "stack_peak_bytes": memory.stack_peak,
-        "passed": report.passed,
+        "passed": report.passed, "attempts": len(report.attempts) + 1,
     }
     for name, value in figures.items():
         record_property(f"hil_{name}", value)

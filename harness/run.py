@@ -11,13 +11,17 @@ import contextlib
 import hashlib
 import json
 import shlex
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import serial
 
 from device_sim.appbuild import check_framing
 from device_sim.backends import (
@@ -30,17 +34,25 @@ from device_sim.backends import (
 )
 from device_sim.errors import (
     DeviceTimeoutError,
+    EmulatorError,
     FlashError,
     FlashUnavailableError,
     FramingMismatchError,
+    PortError,
     ReplayUnavailableError,
     SampleRateError,
 )
 from device_sim.model_sources import ModelSources
 from device_sim.replay import check_fits, write_image
-from device_sim.targets import DEFAULT_TARGET, Framing, TargetProfile, load_target
+from device_sim.targets import DEFAULT_TARGET, Framing, TargetProfile, Timeouts, load_target
 from harness.agreement import DeviceRun, RunReport, Thresholds, WindowSet, evaluate
-from harness.errors import DeviceMismatchError, NothingToStreamError
+from harness.errors import (
+    DeviceMismatchError,
+    HarnessError,
+    InfrastructureWarning,
+    NoHelloError,
+    NothingToStreamError,
+)
 from harness.session import DeviceInfo, DeviceSession, WindowResult
 from models.numeric import layer_numerics
 from models.quantize import (
@@ -68,19 +80,23 @@ class RunOptions:
     coordinator: str | None = None  # its coordinator; default LG_COORDINATOR, else labgrid's
     max_windows: int | None = None  # a sample of this many windows (plan_stream)
     seed: int = 0  # of that sample
-    timeout: float = 20.0
+    timeout: float | None = None  # replaces the profile's [timeouts.<backend>] start and reply
+    timeout_multiplier: float = 1.0  # scales them (a slow or busy machine)
+    retries: int = 0  # runs started again after an infrastructure failure (is_infrastructure)
     link_faults: str | None = None  # fault:// options, e.g. "corrupt=0.01&seed=1"
     overrides: dict[str, float] = field(default_factory=dict)
     report: Path | None = None  # folder; default: RUN_DIR/reports/<target>-<backend>-<variant>/
+    build: Path | None = None  # folder; default: RUN_DIR/build/<target>-<backend>-<variant>/
     bulk: bool = False  # replay the recording from guest memory instead of streaming it
     flash: bool = False  # flash the board first (serial backend; device_sim/flash.py)
     lg_env: Path | None = None  # labgrid environment file: how a place flashes (--flash)
 
-    def device_options(self, replay_image: Path | None = None) -> DeviceOptions:
+    def device_options(self, timeouts: Timeouts,
+                       replay_image: Path | None = None) -> DeviceOptions:
         """What the backend is told about the device."""
         return DeviceOptions(port=self.port, hardware_map=self.hardware_map, place=self.place,
                              coordinator=self.coordinator, lg_env=self.lg_env,
-                             timeout=self.timeout, realtime=self.realtime,
+                             timeout=timeouts.start, realtime=self.realtime,
                              replay_image=replay_image, flash=self.flash)
 
 
@@ -244,13 +260,14 @@ def check_device(info: DeviceInfo, model: ModelSources, profile: TargetProfile,
 
 
 @contextlib.contextmanager
-def device_session(device: Device, firmware: Firmware, timeout: float,
+def device_session(device: Device, firmware: Firmware, timeouts: Timeouts,
                    link_faults: str | None = None, flashed: bool = False
                    ) -> Iterator[DeviceSession]:
     """The session to a started device, past its HELLO. A board the harness has just flashed
     that says no HELLO is a failed flash (FlashError, quoting the flasher), not a silent port."""
-    session = DeviceSession(faulty(device.url, link_faults), timeout,
-                            baudrate=firmware.baudrate, check_alive=device.check_alive)
+    session = DeviceSession(faulty(device.url, link_faults), timeouts.reply,
+                            baudrate=firmware.baudrate, check_alive=device.check_alive,
+                            hello_timeout=timeouts.start)
     try:
         session.open()
     except DeviceTimeoutError as error:
@@ -326,25 +343,37 @@ def flash_board(run_dir: Path, options: RunOptions) -> tuple[DeviceInfo, str, Pa
     check_run_framing(run, profile)
     model = run.model_sources(options.variant)
     check_framing(model, profile)
+    timeouts = profile.timeouts_for(options.backend, options.timeout, options.timeout_multiplier)
     prepared = prepare_device(options.backend, model, profile,
                               run.build_dir(options.target, options.backend, options.variant),
-                              replace(options, flash=True).device_options())
-    with prepared.device as device, device_session(device, prepared.firmware, options.timeout,
+                              replace(options, flash=True).device_options(timeouts))
+    with prepared.device as device, device_session(device, prepared.firmware, timeouts,
                                                    flashed=True) as session:
         check_device(session.info, model, profile, device.url, flashed=True)
         return session.info, device.url, prepared.firmware.path
 
 
+def report_folder(run_dir: Path, options: RunOptions) -> Path:
+    """Where a run's report.json goes: --report, else RUN_DIR/reports/<target>-<backend>-
+    <variant>[-realtime][-bulk]/."""
+    return options.report or RunDirectory(run_dir).report_dir(
+        options.target, options.backend, options.variant, options.realtime, options.bulk)
+
+
 def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | None = None,
-                  progress: Callable[[WindowResult], None] | None = None) -> RunReport:
+                  progress: Callable[[WindowResult], None] | None = None,
+                  running: RunningDevices | None = None) -> RunReport:
     """Stream the held-out recording (or `recording`) through the device; return the report,
-    also written to its report.json."""
+    also written to its report.json. A device that fails for infrastructure reasons
+    (is_infrastructure_failure) is started again up to `options.retries` times, each failed
+    attempt recorded in the report. `running` holds the device while it runs, for another
+    thread to stop it (parallel runs)."""
     run = RunDirectory(run_dir)
-    folder = options.report or run.report_dir(options.target, options.backend,
-                                              options.variant, options.realtime, options.bulk)
+    folder = report_folder(run_dir, options)
     # The last run's report goes first: a run that fails or is interrupted leaves none, so
     # nothing can read an old pass as this run's.
     (folder / "report.json").unlink(missing_ok=True)
+    (folder / "attempts.json").unlink(missing_ok=True)
     profile = load_target(options.target)
     # Bulk replay is refused before anything is built where it cannot run.
     capacity = check_bulk(options, profile) if options.bulk else 0
@@ -373,24 +402,92 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
         layers = [layer.to_dict() for layer in layer_numerics(net, quantized, counts)]
     summary = model_summary(model.manifest, quantized, layers, 4 * count_parameters(student))
 
-    build_dir = run.build_dir(options.target, options.backend, options.variant)
+    build_dir = options.build or run.build_dir(options.target, options.backend, options.variant)
     image = None
     if options.bulk:  # exactly the segments streaming would send, each a segment of the image
         image = write_image(build_dir / "replay.bin", replay_segments(recording, plan))
         check_fits(image, capacity, f"target {profile.name!r} on {options.backend}")
-    prepared = prepare_device(options.backend, model, profile, build_dir,
-                              options.device_options(replay_image=image))
+    backend = get_backend(options.backend)
+    timeouts = profile.timeouts_for(options.backend, options.timeout, options.timeout_multiplier)
+    device_options = options.device_options(timeouts, replay_image=image)
+    backend.check_options(device_options)  # a missing --place fails before the build
+    firmware = backend.build(model, profile, build_dir)  # once: a failed build is no retry
+    attempts: list[dict[str, str]] = []  # the failed ones, for the report
+    while True:
+        try:
+            device = backend.device(firmware, profile, device_options)
+            device_run = _run_device(device, firmware, model, profile, recording, plan, options,
+                                     timeouts, progress, running)
+            break
+        except Exception as error:
+            if not is_infrastructure_failure(error) or len(attempts) >= options.retries:
+                if attempts:
+                    _give_up(error, attempts, folder)
+                raise
+            attempts.append({"error": type(error).__name__, "message": str(error)})
+            warnings.warn(f"{profile.name} on {options.backend}, {options.variant}: attempt "
+                          f"{len(attempts)} of {options.retries + 1} failed ({type(error).__name__}"
+                          f"), starting the device again", InfrastructureWarning, stacklevel=2)
+
+    report = evaluate(device_run, profile, window_set(recording, plan), float_logits,
+                      int_reference, limits, summary)
+    if report.first_mismatch is not None and from_heldout:  # trace numbers held-out windows
+        report.trace_command = trace_command(run.path, options.target, options.backend,
+                                             options.variant,
+                                             int(plan.heldout_index[report.first_mismatch]))
+    report.attempts = attempts
+    report.write(folder / "report.json")
+    return report
+
+
+def is_infrastructure_failure(error: BaseException) -> bool:
+    """Whether a run that failed with `error` may be started again (--retries): the device
+    never got to show what the firmware computes.
+
+    Infrastructure, retried: an emulator that cannot start or died (EmulatorError), a device
+    that said no HELLO within its start timeout (NoHelloError), a port that cannot be found,
+    opened or vanished (PortError and its subclasses: PortNotFoundError, PortUnavailableError;
+    serial.SerialException from opening one).
+
+    Never retried: the device running other firmware (DeviceMismatchError), a fault the
+    firmware reports (DeviceError) or a protocol it breaks (ProtocolError), a device that
+    stops answering after its HELLO (DeviceTimeoutError), a failed agreement check (a report
+    that did not pass is a result, not an error), bad input (threshold, recording, run
+    directory, framing) and a failed build (ToolchainError): running again would only repeat
+    them."""
+    return isinstance(error, (EmulatorError, NoHelloError, PortError, serial.SerialException))
+
+
+def _give_up(error: BaseException, attempts: list[dict[str, str]], folder: Path) -> None:
+    """The last attempt failed too: its error says what the others were, and
+    FOLDER/attempts.json lists every one (there is no report.json)."""
+    attempts = [*attempts, {"error": type(error).__name__, "message": str(error)}]
+    error.add_note(f"{len(attempts)} attempts failed: " + ", ".join(
+        f"{n}. {a['error']}" for n, a in enumerate(attempts, 1)))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "attempts.json").write_text(json.dumps({"attempts": attempts}, indent=2) + "\n")
+
+
+def _run_device(device: Device, firmware: Firmware, model: ModelSources,
+                profile: TargetProfile, recording: Recording, plan: StreamPlan,
+                options: RunOptions, timeouts: Timeouts,
+                progress: Callable[[WindowResult], None] | None,
+                running: RunningDevices | None) -> DeviceRun:
+    """One attempt: start the device, check it is the run's, stream (or replay) the plan,
+    stop it; what it answered."""
+    window, hop = profile.window, profile.hop
+    windows = plan.windows
     results: list[WindowResult | None] = []
     deadline_misses = 0
     seconds = 0.0  # streaming only: start-up and HELLO are not the device's throughput
-    with prepared.device as device, device_session(
-            device, prepared.firmware, options.timeout, options.link_faults,
-            flashed=options.flash) as session:
+    with (running or RunningDevices()).started(device) as device, device_session(
+            device, firmware, timeouts, options.link_faults, flashed=options.flash) as session:
         info = session.info
         check_device(info, model, profile, device.url, flashed=options.flash)
+        url = device.url  # for the report: a stopped device may have none
         if options.bulk:
             t0 = time.monotonic()
-            got = {r.index: r for r in session.replay(options.timeout, on_result=progress)}
+            got = {r.index: r for r in session.replay(timeouts.reply, on_result=progress)}
             seconds = time.monotonic() - t0
             # The device numbers windows across segments: the run's own numbering.
             results = [got.get(k) for k in range(len(windows))]
@@ -410,25 +507,120 @@ def run_on_device(run_dir: Path, options: RunOptions, recording: Recording | Non
                         deadline_misses += 1
         stats = session.stats()
         link = asdict(session.link) | {"injected_faults": session.injected_faults}
-
-    device_run = DeviceRun(
+    return DeviceRun(
         variant=options.variant, backend=options.backend,
-        platform=prepared.firmware.platform, counter_unit=info.counter_unit,
+        platform=firmware.platform, counter_unit=info.counter_unit,
         class_index=[r.class_index if r else None for r in results],
         logits=[r.logits if r else None for r in results],
         latency=[r.latency if r else None for r in results],
-        stack_peak=stats["stack_peak"] or None, memory=prepared.firmware.memory,
+        stack_peak=stats["stack_peak"] or None, memory=firmware.memory,
         realtime=options.realtime, deadline_misses=deadline_misses, seconds=seconds,
         bulk=options.bulk,
         link=link | {"device_bad_frames": stats["bad_frames"], "overruns": stats["overruns"]},
-        device={"target": info.target, "build_id": info.build_id,
+        device={"url": url, "target": info.target, "build_id": info.build_id,
                 "model_hash": info.model_hash, "model_variant": info.model_variant,
-                "artefact": str(prepared.firmware.path)})
-    report = evaluate(device_run, profile, window_set(recording, plan), float_logits,
-                      int_reference, limits, summary)
-    if report.first_mismatch is not None and from_heldout:  # trace numbers held-out windows
-        report.trace_command = trace_command(run.path, options.target, options.backend,
-                                             options.variant,
-                                             int(plan.heldout_index[report.first_mismatch]))
-    report.write(folder / "report.json")
-    return report
+                "artefact": str(firmware.path)})
+
+
+class RunningDevices:
+    """The devices the jobs of one `harness run` have started, for the main thread to stop
+    them all on Ctrl-C or SIGTERM: each job's thread then ends with an error, and no job
+    starts a device (or a retry) after that."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._devices: set[Device] = set()
+        self.stopping = False
+
+    @contextlib.contextmanager
+    def started(self, device: Device) -> Iterator[Device]:
+        """`device` started and held here until it stops; KeyboardInterrupt once stopping."""
+        with self._lock:
+            self._check()
+            self._devices.add(device)
+        try:
+            with device:
+                with self._lock:
+                    self._check()  # stop_all ran while it started
+                yield device
+        finally:
+            with self._lock:
+                self._devices.discard(device)
+
+    def _check(self) -> None:
+        if self.stopping:
+            raise KeyboardInterrupt("the run is stopping")
+
+    def stop_all(self) -> None:
+        """Stop every held device now; refuse any later one. Idempotent."""
+        with self._lock:
+            self.stopping = True
+            devices = list(self._devices)
+        for device in devices:
+            device.stop()
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run of several (`harness run --jobs N`): a run directory on one target, backend
+    and variant."""
+
+    run_dir: Path
+    options: RunOptions
+    recording: Recording | None = None  # default: the run directory's held-out animals
+
+    @property
+    def name(self) -> str:
+        o = self.options
+        return f"{self.run_dir} {o.target}-{o.backend}-{o.variant}"
+
+
+def check_jobs(jobs: list[RunJob], workers: int) -> None:
+    """Refuse jobs that would share a report folder (and so a build folder), or a board that
+    two jobs at once would talk to."""
+    by_folder: dict[Path, RunJob] = {}
+    for job in jobs:
+        folder = report_folder(job.run_dir, job.options).resolve()
+        if folder in by_folder:
+            raise HarnessError(f"{by_folder[folder].name} and {job.name} would both write "
+                               f"{folder}: give each run its own folder (no --report with "
+                               "several jobs), or leave one out")
+        by_folder[folder] = job
+    ported = [job for job in jobs if get_backend(job.options.backend).needs_port]
+    if workers > 1 and len(ported) > 1:
+        raise HarnessError(f"{len(ported)} jobs on backend {ported[0].options.backend!r} would "
+                           f"talk to the one board on --port at once: use --jobs 1")
+
+
+JobOutcome = RunReport | HarnessError
+
+
+def run_jobs(jobs: list[RunJob], workers: int,
+             on_done: Callable[[RunJob, JobOutcome], None] | None = None) -> list[JobOutcome]:
+    """Run `jobs`, `workers` at a time, each in a thread of its own that starts and stops its
+    device (run_on_device); the outcomes in the jobs' order, a HarnessError for a job that
+    failed with one. `on_done` sees each as it ends. On Ctrl-C, SIGTERM or a bug every device
+    is stopped before this returns (RunningDevices)."""
+    check_jobs(jobs, workers)
+    running = RunningDevices()
+    outcomes: dict[int, JobOutcome] = {}
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)),
+                              thread_name_prefix="harness-run")
+    futures = {pool.submit(run_on_device, job.run_dir, job.options, job.recording,
+                           running=running): n for n, job in enumerate(jobs)}
+    try:
+        for future in as_completed(futures):
+            n = futures[future]
+            try:
+                outcome: JobOutcome = future.result()
+            except HarnessError as error:
+                outcome = error
+            outcomes[n] = outcome
+            if on_done is not None:
+                on_done(jobs[n], outcome)
+    except BaseException:
+        running.stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [outcomes[n] for n in range(len(jobs))]

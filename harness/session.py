@@ -48,7 +48,7 @@ from device_sim.protocol import (
     decode_logits,
     encode_frame,
 )
-from harness.errors import DeviceTimeoutError
+from harness.errors import DeviceTimeoutError, NoHelloError, PortUnavailableError
 
 # fault://URL?options wraps any URL with injected line faults (harness/urlhandler).
 if "harness.urlhandler" not in serial.protocol_handler_packages:
@@ -141,8 +141,12 @@ class DeviceSession:
     """The host side of one device connection. Use as a context manager."""
 
     def __init__(self, url: str, timeout: float = 10.0, baudrate: int | None = None,
-                 check_alive: Callable[[], None] | None = None) -> None:
+                 check_alive: Callable[[], None] | None = None,
+                 hello_timeout: float | None = None) -> None:
+        """`timeout`: longest wait for any answer; `hello_timeout` (default `timeout`): for the
+        HELLO, which a device sends once it has booted (a target profile's start timeout)."""
         self.url, self.timeout, self.baudrate = url, timeout, baudrate
+        self.hello_timeout = timeout if hello_timeout is None else hello_timeout
         self._check_alive = check_alive or (lambda: None)
         self._port: serial.SerialBase | None = None
         self._decoder = FrameDecoder()
@@ -169,9 +173,10 @@ class DeviceSession:
             speed = {} if self.baudrate is None else {"baudrate": self.baudrate}
             self._port = open_port(self.url, timeout=POLL_S, **speed)
         except (serial.SerialException, OSError) as error:
-            raise DeviceTimeoutError(f"cannot open {self.url}: {error} (is the port busy or the "
-                                     "device unplugged?)") from error
-        hello = self._wait_for(lambda m: m.name == "HELLO", "the device's HELLO")
+            raise PortUnavailableError(f"cannot open {self.url}: {error} (is the port busy or "
+                                       "the device unplugged?)") from error
+        hello = self._wait_for(lambda m: m.name == "HELLO", "the device's HELLO",
+                               self.hello_timeout, NoHelloError)
         self.info = DeviceInfo.from_hello(hello)
         self._write(b"\x00")  # flush whatever half-frame the device's receiver holds
         return self.info
@@ -202,7 +207,8 @@ class DeviceSession:
             data = self._port.read(max(1, self._port.in_waiting))
         except (serial.SerialException, OSError) as error:
             self._check_alive()
-            raise DeviceTimeoutError(f"lost the connection to {self.url}: {error}") from error
+            raise PortUnavailableError(f"lost the connection to {self.url}: {error}") \
+                from error
         if not data:
             return
         before = self._decoder.bad_frames
@@ -221,9 +227,13 @@ class DeviceSession:
             self.link.lost_device_frames += (seq - self._device_seq - 1) % 256
         self._device_seq = seq
 
-    def _wait_for(self, wanted: Callable[[Message], bool], what: str) -> Message:
-        """The first message `wanted` accepts; others stay queued. Raises after the timeout."""
-        deadline = time.monotonic() + self.timeout
+    def _wait_for(self, wanted: Callable[[Message], bool], what: str,
+                  timeout: float | None = None,
+                  error: type[DeviceTimeoutError] = DeviceTimeoutError) -> Message:
+        """The first message `wanted` accepts; others stay queued. Raises `error` after
+        `timeout` (default the session's)."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while True:
             for message in self._inbox:
                 if wanted(message):
@@ -231,8 +241,8 @@ class DeviceSession:
                     return message
             if time.monotonic() > deadline:
                 self._check_alive()
-                raise DeviceTimeoutError(f"no answer from {self.url} within {self.timeout:g} s "
-                                         f"while waiting for {what}")
+                raise error(f"no answer from {self.url} within {timeout:g} s while waiting "
+                            f"for {what}")
             self._poll()
 
     # --- sending ---------------------------------------------------------------------------
@@ -263,7 +273,8 @@ class DeviceSession:
             self._port.write(data)
         except (serial.SerialException, OSError) as error:
             self._check_alive()
-            raise DeviceTimeoutError(f"lost the connection to {self.url}: {error}") from error
+            raise PortUnavailableError(f"lost the connection to {self.url}: {error}") \
+                from error
 
     def _send(self, name: str, **fields: Any) -> None:
         """Send one frame and keep it until the device acknowledges it."""

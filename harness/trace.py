@@ -38,7 +38,6 @@ from harness.errors import (
     ProtocolError,
 )
 from harness.run import (
-    RunOptions,
     check_device,
     faulty,
     plan_stream,
@@ -48,7 +47,6 @@ from models.quantize import QuantizedModel, counts_from_g
 from models.rundir import FIXED_POINT_VARIANTS, RunDirectory
 from models.tracing import TracedLayer, TracedTensor, reference_tensors, traced_layers
 
-DEFAULT_TIMEOUT_S = RunOptions.timeout
 PASSES = 5  # a window whose trace lost frames on the line is streamed again: this often in all
 
 
@@ -298,15 +296,17 @@ def trace_device(model: QuantizedModel, sources: ModelSources, profile: TargetPr
         raise HarnessError(f"{sources.folder} holds model {sources.manifest.model_hash}, the "
                            f"reference is model {model.model_hash}: trace the C exported from it")
     check_framing(sources, profile)
-    options = options or DeviceOptions(timeout=DEFAULT_TIMEOUT_S)
+    options = options or DeviceOptions()
+    timeouts = profile.timeouts_for(backend, options.timeout)
     layers = traced_layers(model.ops)
     reference = reference_tensors(model, counts)
     by_key = {(t.layer, t.step): t for t in reference}
     prepared = prepare_device(backend, sources, profile, build_dir, options, trace=True)
     build_id = build_info(prepared.firmware.path)["build_id"]
     with prepared.device as device, DeviceSession(
-            faulty(device.url, link_faults), options.timeout,
-            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive) as session:
+            faulty(device.url, link_faults), timeouts.reply,
+            baudrate=prepared.firmware.baudrate, check_alive=device.check_alive,
+            hello_timeout=timeouts.start) as session:
         check_device(session.info, sources, profile, device.url)
         if session.info.build_id != build_id:
             raise DeviceMismatchError(
@@ -325,7 +325,7 @@ def trace_device(model: QuantizedModel, sources: ModelSources, profile: TargetPr
 
 
 def trace_window(run_dir: Path, target: str, backend: str, variant: str = "q16",
-                 window_index: int = 0, timeout: float = DEFAULT_TIMEOUT_S,
+                 window_index: int = 0, timeout: float | None = None,
                  port: str | None = None, link_faults: str | None = None) -> TraceReport:
     """Trace window `window_index` of the run's held-out recording (numbered as `harness run`
     numbers it) through the trace build for `backend`, into RUN_DIR/build/<...>-trace/."""

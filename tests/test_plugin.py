@@ -214,3 +214,25 @@ def test_ci_without_qemu_fails_every_hil_test_that_needs_it_and_skips_none(tmp_p
     assert counts.get("errors", 0) + counts.get("failed", 0) >= 20, summary
     assert re.search(r"needs [^:\n]*qemu-system-arm[^:\n]*: apt-get install [^\n]*qemu-system-arm",
                      result.stdout), result.stdout[-3000:]
+
+
+@pytest.mark.hil(backend="native")
+@pytest.mark.parametrize("hil_target", ["eartag"], indirect=True, scope="session")
+def test_two_xdist_workers_share_a_run_directory_without_colliding(pytester, run_copy):
+    """`pytest -n 2`: with --dist each both workers run the same test, so both build the same
+    firmware from the same --hil-run-dir at once; each builds into a folder of its own."""
+    pytester.makepyfile("""
+        from harness.assertions import assert_int_exact
+
+        def test_native_run(hil_run, record_property):
+            report = hil_run("q16", max_windows=3)
+            assert_int_exact(report)
+            record_property("report", str(report.path))
+    """)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "each", "-p", "no:cacheprovider", "--hil-target", "eartag",
+        "--hil-backend", "native", "--hil-run-dir", str(run_copy), "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(["*gw0*PASSED*", "*gw1*PASSED*"])
+    builds = sorted(p.name for p in (run_copy / "build").iterdir())
+    assert builds == ["eartag-native-q16-gw0", "eartag-native-q16-gw1"]

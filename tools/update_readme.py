@@ -4,8 +4,8 @@
     python tools/update_readme.py --check  # exit 1, naming the stale tables, if any differs
 
 A generated table stands between `<!-- generated: NAME -->` and `<!-- end: NAME -->`:
-`toolchain` (device_sim/toolchain.py), `backends` (device_sim/backends/) and `targets` (the
-profiles in device_sim/targets/).
+`toolchain` (device_sim/toolchain.py), `backends` (device_sim/backends/), and `targets`,
+`energy` and `timeouts` (the profiles in device_sim/targets/).
 """
 
 from __future__ import annotations
@@ -52,11 +52,26 @@ def energy_table() -> str:
     return "\n".join(lines)
 
 
+def timeouts_table() -> str:
+    from device_sim.backends import backend_names
+    from device_sim.targets import DEFAULT_TIMEOUTS, load_target, target_names
+
+    lines = ["| target | " + " | ".join(f"`{b}`" for b in backend_names())
+             + f" | other backends (`{DEFAULT_TIMEOUTS}`) |",
+             "|---|" + "---|" * (len(backend_names()) + 1)]
+    for name in target_names():
+        t = load_target(name)
+        cells = [t.timeouts_for(b) for b in [*backend_names(), DEFAULT_TIMEOUTS]]
+        lines.append(f"| `{name}` | " + " | ".join(f"{c.start:g} / {c.reply:g} s" for c in cells)
+                     + " |")
+    return "\n".join(lines)
+
+
 def tables() -> dict[str, Callable[[], str]]:
     from device_sim import backends, toolchain
 
     return {"toolchain": toolchain.markdown_table, "backends": backends.markdown_table,
-            "targets": targets_table, "energy": energy_table}
+            "targets": targets_table, "energy": energy_table, "timeouts": timeouts_table}
 
 
 def _block(name: str) -> re.Pattern[str]:

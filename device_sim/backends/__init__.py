@@ -56,7 +56,8 @@ class DeviceOptions:
     port: str | None = None  # where a physical device is attached: a path, serial-number:XYZ,
     #                          location:LOC or a board of the hardware map (device_sim.boards)
     hardware_map: Path | None = None  # default: pyproject.toml's [tool.harness.hardware]
-    timeout: float = 10.0    # longest wait for the device to start or answer
+    timeout: float | None = None  # longest wait for the device to start; None: the target
+    #                               profile's [timeouts.<backend>] start
     realtime: bool = False   # an emulator's time follows the wall clock (Renode)
     replay_image: Path | None = None  # bulk replay: loaded into the replay region at start
     flash: bool = False      # flash the firmware on the board at start (device_sim/flash.py)
@@ -64,6 +65,10 @@ class DeviceOptions:
     coordinator: str | None = None  # its coordinator HOST:PORT; default LG_COORDINATOR, else
     #                                 labgrid's 127.0.0.1:20408
     lg_env: Path | None = None  # a labgrid environment file: how the place flashes (flash)
+
+    def start_timeout(self, target: TargetProfile, backend: str) -> float:
+        """`timeout`, else the profile's start timeout for `backend`."""
+        return target.timeouts_for(backend, self.timeout).start
 
 
 @dataclass(frozen=True)

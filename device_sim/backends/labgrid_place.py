@@ -342,8 +342,8 @@ class LabgridBackend(Backend):
                     "place's debugger, configured in a labgrid environment file: give it with "
                     "--lg-env FILE (see flash_place in device_sim/backends/labgrid_place.py)")
             flash = (firmware.path, options.lg_env)
-        return LabgridDevice(options.place, options.coordinator, max(options.timeout, 10.0),
-                             flash)
+        return LabgridDevice(options.place, options.coordinator,
+                             options.start_timeout(target, self.name), flash)
 
 
 BACKEND = LabgridBackend()

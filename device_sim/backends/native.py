@@ -54,7 +54,7 @@ from device_sim.process import (
     spawn,
 )
 from device_sim.replay import check_image
-from device_sim.targets import TargetProfile, load_target
+from device_sim.targets import DEFAULT_TARGET, TargetProfile, load_target
 
 
 def _end(proc: subprocess.Popen[str] | None, fds: list[int],
@@ -71,11 +71,14 @@ class NativeDevice(ProcessDevice):
     """One host-native firmware process on a pseudo-terminal; same shape as QemuDevice."""
 
     def __init__(self, executable: Path | str, target: TargetProfile | str | None = None,
-                 timeout: float = 10.0, replay_image: Path | None = None) -> None:
-        super().__init__(timeout)
+                 timeout: float | None = None, replay_image: Path | None = None) -> None:
+        """`timeout`: longest wait for the device; None: the profile's native start (of the
+        default target when none is given)."""
+        self.target = load_target(target) if isinstance(target, str) else target
+        profile = self.target or load_target(DEFAULT_TARGET)
+        super().__init__(profile.timeouts_for(BACKEND.name, timeout).start)
         self.executable = Path(executable)
         self.replay_image = None if replay_image is None else Path(replay_image)
-        self.target = load_target(target) if isinstance(target, str) else target
         self._fds: list[int] = []  # pty master and slave; a list the finalizer can empty
         self._tty: str | None = None
 
@@ -145,7 +148,8 @@ class NativeBackend(Backend):
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> NativeDevice:
-        return NativeDevice(firmware.path, target, timeout=options.timeout,
+        return NativeDevice(firmware.path, target,
+                            timeout=options.start_timeout(target, self.name),
                             replay_image=options.replay_image)
 
     def replay_capacity(self, target: TargetProfile) -> int:

@@ -38,12 +38,13 @@ START_ATTEMPTS = 5
 class QemuDevice(ProcessDevice):
     """One QEMU process running one firmware; a context manager that always ends QEMU."""
 
-    def __init__(self, elf: Path | str, target: TargetProfile | str, timeout: float = 10.0,
-                 extra_args: Sequence[str] = (), binary: str = QEMU,
-                 replay_image: Path | None = None) -> None:
-        super().__init__(timeout)
-        self.elf = Path(elf)
+    def __init__(self, elf: Path | str, target: TargetProfile | str,
+                 timeout: float | None = None, extra_args: Sequence[str] = (),
+                 binary: str = QEMU, replay_image: Path | None = None) -> None:
+        """`timeout`: longest wait for QEMU to listen; None: the profile's qemu start."""
         self.target = load_target(target) if isinstance(target, str) else target
+        super().__init__(self.target.timeouts_for(BACKEND.name, timeout).start)
+        self.elf = Path(elf)
         self.platform = self.target.platform_for(BACKEND.name)
         self.machine = self.platform.machine
         self.replay_image = None if replay_image is None else Path(replay_image)
@@ -163,7 +164,7 @@ class QemuBackend(Backend):
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> QemuDevice:
-        return QemuDevice(firmware.path, target, timeout=options.timeout,
+        return QemuDevice(firmware.path, target, timeout=options.start_timeout(target, self.name),
                           replay_image=options.replay_image)
 
 

@@ -49,8 +49,6 @@ STARTED_MARK = "Machine started."
 BIND_FAILURE_MARK = "error executing command 'emulation CreateServerSocketTerminal"
 # The monitor says this when a line of the script fails; Renode then waits for more commands.
 SCRIPT_ERROR_MARK = "There was an error executing command"
-# Mono and Renode's assemblies take a few seconds to load, longer on a busy machine.
-START_TIMEOUT_S = 60.0
 START_ATTEMPTS = 3
 TERMINAL = "harness_uart"  # the socket terminal's name in the script ("host" is taken)
 REPLAY_MEMORY = "harness_replay"  # the replay region's peripheral in the script
@@ -120,11 +118,14 @@ class RenodeDevice(ProcessDevice):
     """One Renode process (and its Mono) running one firmware; a context manager that always
     ends both."""
 
-    def __init__(self, elf: Path | str, target: TargetProfile | str, timeout: float = 10.0,
-                 realtime: bool = False, replay_image: Path | None = None) -> None:
-        super().__init__(timeout)
-        self.elf = Path(elf)
+    def __init__(self, elf: Path | str, target: TargetProfile | str,
+                 timeout: float | None = None, realtime: bool = False,
+                 replay_image: Path | None = None) -> None:
+        """`timeout`: longest wait for the machine to run; None: the profile's renode start
+        (Mono and Renode's assemblies take a few seconds to load, longer on a busy machine)."""
         self.target = load_target(target) if isinstance(target, str) else target
+        super().__init__(self.target.timeouts_for(BACKEND.name, timeout).start)
+        self.elf = Path(elf)
         self.platform = self.target.platform_for(BACKEND.name)
         self.realtime = realtime
         self.replay_image = None if replay_image is None else Path(replay_image)
@@ -193,10 +194,9 @@ class RenodeDevice(ProcessDevice):
         threading.Thread(target=collect_lines, args=(proc.stdout, self._stderr,
                                                      (STARTED_MARK, SCRIPT_ERROR_MARK), started),
                          daemon=True).start()
-        wait = max(self.timeout, START_TIMEOUT_S)
-        if not started.wait(wait):
+        if not started.wait(self.timeout):
             self.stop()
-            raise EmulatorError(f"Renode did not start its machine within {wait:.0f} s:\n"
+            raise EmulatorError(f"Renode did not start its machine within {self.timeout:g} s:\n"
                                 f"{self.stderr}")
         text = self.stderr
         if BIND_FAILURE_MARK in text:
@@ -253,7 +253,8 @@ class RenodeBackend(Backend):
 
     def device(self, firmware: Firmware, target: TargetProfile,
                options: DeviceOptions) -> RenodeDevice:
-        return RenodeDevice(firmware.path, target, timeout=options.timeout,
+        return RenodeDevice(firmware.path, target,
+                            timeout=options.start_timeout(target, self.name),
                             realtime=options.realtime, replay_image=options.replay_image)
 
 

@@ -91,7 +91,7 @@ class SerialBackend(Backend):
             def flash() -> str:
                 return flash_firmware(firmware.path, platform, board, options.port,
                                       str(target.source))
-        return SerialDevice(options.port, hardware, options.timeout, flash)
+        return SerialDevice(options.port, hardware, options.start_timeout(target, self.name), flash)
 
 
 BACKEND = SerialBackend()

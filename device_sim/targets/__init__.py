@@ -102,6 +102,21 @@ class Energy:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long a run waits on its device, in seconds: to start it and hear its HELLO, and
+    for any answer after that ([timeouts.<backend>] of a profile)."""
+
+    start: float
+    reply: float
+
+    def scaled(self, multiplier: float) -> Timeouts:
+        return Timeouts(self.start * multiplier, self.reply * multiplier)
+
+
+DEFAULT_TIMEOUTS = "default"  # the [timeouts] entry of a backend that has none of its own
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     name: str
     label: str  # how tables name it: "ear tag"
@@ -125,6 +140,7 @@ class TargetProfile:
     tolerances: Mapping[str, float]  # how far a candidate may fall behind its baseline
     backends: Mapping[str, str]  # backend name -> platform name
     platforms: Mapping[str, Platform]
+    timeouts: Mapping[str, Timeouts]  # backend name (or DEFAULT_TIMEOUTS) -> its timeouts
     energy: Energy | None = None  # [energy]; None: no battery figures for this target
     source: Path = PROFILE_DIR
 
@@ -157,6 +173,16 @@ class TargetProfile:
                 f"target {self.name!r} names no platform for backend {backend!r}: add "
                 f"`{backend} = \"<platform>\"` under [backends] in {self.source}")
         return self.platforms[self.backends[backend]]
+
+
+    def timeouts_for(self, backend: str, timeout: float | None = None,
+                     multiplier: float = 1.0) -> Timeouts:
+        """How long a run on `backend` waits: [timeouts.<backend>], else [timeouts.default];
+        `timeout` (an explicit --timeout) replaces both figures; `multiplier` scales them."""
+        chosen = self.timeouts.get(backend, self.timeouts[DEFAULT_TIMEOUTS])
+        if timeout is not None:
+            chosen = Timeouts(timeout, timeout)
+        return chosen.scaled(multiplier)
 
 
 def target_names() -> list[str]:
@@ -209,10 +235,16 @@ def _profile(path: Path, raw: dict[str, Any]) -> TargetProfile:
     energy = raw.pop("energy", None)
     if energy is not None:
         energy = _build(Energy, f"{path} [energy]", energy)
+    timeouts = {backend: _build(Timeouts, f"{path} [timeouts.{backend}]", table)
+                for backend, table in raw.pop("timeouts", {}).items()}
+    if DEFAULT_TIMEOUTS not in timeouts:
+        raise TargetProfileError(f"{path}: no [timeouts.{DEFAULT_TIMEOUTS}] (common.toml has "
+                                 "one), the timeouts of a backend without its own")
     backends = raw.pop("backends", {})
     for backend, platform in backends.items():
         if platform not in platforms:
             raise TargetProfileError(f"{path}: [backends] {backend} = {platform!r}, but there "
                                      f"is no [platforms.{platform}]")
     return _build(TargetProfile, str(path), raw | budget | {
-        "backends": backends, "platforms": platforms, "energy": energy, "source": path})
+        "backends": backends, "platforms": platforms, "timeouts": timeouts, "energy": energy,
+        "source": path})
