@@ -3,7 +3,9 @@
 QEMU hands back `socket://127.0.0.1:PORT`, the host-native build a pseudo-terminal path, a real
 tag `/dev/ttyUSB0`: the session does not know or care which. It
 
-- waits for the device's HELLO before sending anything;
+- waits for the device's HELLO before sending anything; a device that has talked to a host
+  before (a board is not reset between runs) has stopped announcing, so after HELLO_LISTEN_S
+  of silence it is asked (HELLO_REQUEST, which starts its link again as at boot);
 - sends samples only up to the device's limit (CREDIT), which the device sets at its next
   inference point: nothing is on the wire while it computes, so a polled UART never overruns,
   and a lost CREDIT costs nothing because the next carries the limit again;
@@ -58,6 +60,10 @@ SAMPLES_PER_FRAME = MESSAGES["SAMPLES"].constants["MAX"]
 MAX_FRAMES_IN_FLIGHT = 100  # well inside the 256 sequence numbers go-back-N can tell apart
 POLL_S = 0.02  # how long one read waits; the session's own timeout bounds the whole wait
 FIRST_ROUND_TRIP_S = 0.1  # until measured
+# A booting device says HELLO at once and again every 0.25 s of its time: a second of silence
+# means it stopped announcing (it heard a host before) or is slow (Renode's virtual time), and
+# either may be asked, again each HELLO_LISTEN_S.
+HELLO_LISTEN_S = 1.0
 MIN_RETRANSMIT_S = 0.1
 MIN_ECHO_S = 0.02
 TRACE_FRAMES = ("TRACE_CRC", "TRACE_TENSOR")  # kept in DeviceSession.traces, never answered
@@ -123,6 +129,7 @@ class LinkStats:
     device_errors: dict[str, int] = field(default_factory=dict)  # ERROR frames by code
     bad_frames_received: int = 0  # device frames the host could not decode
     lost_device_frames: int = 0  # gaps in the device's sequence numbers
+    hello_requests: int = 0  # HELLO_REQUESTs sent: the device had stopped announcing
 
     def count_error(self, code: str) -> None:
         self.device_errors[code] = self.device_errors.get(code, 0) + 1
@@ -167,7 +174,7 @@ class DeviceSession:
     # --- connection ------------------------------------------------------------------------
 
     def open(self) -> DeviceInfo:
-        """Connect and wait for HELLO; the host sends nothing before it."""
+        """Connect and wait for HELLO: listen first, then ask for it (HELLO_REQUEST)."""
         try:
             # A UART's speed comes from the target profile; a pty or a socket has none.
             speed = {} if self.baudrate is None else {"baudrate": self.baudrate}
@@ -176,10 +183,16 @@ class DeviceSession:
             raise PortUnavailableError(f"cannot open {self.url}: {error} (is the port busy or "
                                        "the device unplugged?)") from error
         hello = self._wait_for(lambda m: m.name == "HELLO", "the device's HELLO",
-                               self.hello_timeout, NoHelloError)
+                               self.hello_timeout, NoHelloError, ask=self._ask_for_hello)
         self.info = DeviceInfo.from_hello(hello)
         self._write(b"\x00")  # flush whatever half-frame the device's receiver holds
         return self.info
+
+    def _ask_for_hello(self) -> None:
+        """HELLO_REQUEST, after a flush byte: the device takes it whatever its seq, and expects
+        seq 0 next, as after boot (so this session's numbering stays as it is)."""
+        self._write(b"\x00" + encode_frame("HELLO_REQUEST", 0))
+        self.link.hello_requests += 1
 
     @property
     def injected_faults(self) -> dict[str, int]:
@@ -213,7 +226,14 @@ class DeviceSession:
             return
         before = self._decoder.bad_frames
         for message in self._decoder.feed(data):
-            self._note_device_seq(message.seq)
+            if message.name == "HELLO":
+                # It numbers its frames from here (boot or HELLO_REQUEST); a second answer to
+                # an early HELLO_REQUEST says nothing new.
+                self._device_seq = message.seq
+                if self.info is not None:
+                    continue
+            else:
+                self._note_device_seq(message.seq)
             if message.name == "ERROR" and message.fields["code"] == ErrorCode.HARD_FAULT:
                 raise DeviceError.from_message(message)
             if message.name in TRACE_FRAMES:
@@ -229,20 +249,29 @@ class DeviceSession:
 
     def _wait_for(self, wanted: Callable[[Message], bool], what: str,
                   timeout: float | None = None,
-                  error: type[DeviceTimeoutError] = DeviceTimeoutError) -> Message:
+                  error: type[DeviceTimeoutError] = DeviceTimeoutError,
+                  ask: Callable[[], None] | None = None) -> Message:
         """The first message `wanted` accepts; others stay queued. Raises `error` after
-        `timeout` (default the session's)."""
+        `timeout` (default the session's). `ask` is called after each HELLO_LISTEN_S of
+        waiting."""
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline, ask_at = now + timeout, now + HELLO_LISTEN_S
         while True:
             for message in self._inbox:
                 if wanted(message):
                     self._inbox.remove(message)
                     return message
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 self._check_alive()
+                asked = (f" (asked {self.link.hello_requests} times)"
+                         if ask is not None and self.link.hello_requests else "")
                 raise error(f"no answer from {self.url} within {timeout:g} s while waiting "
-                            f"for {what}")
+                            f"for {what}{asked}")
+            if ask is not None and now >= ask_at:
+                ask()
+                ask_at = now + HELLO_LISTEN_S
             self._poll()
 
     # --- sending ---------------------------------------------------------------------------

@@ -78,6 +78,23 @@ def test_the_same_target_answers_the_same_way_twice(dut, hil_run_dir):
     np.testing.assert_array_equal(first[0].logits, second[0].logits)
 
 
+def test_a_new_host_is_answered_by_a_device_that_was_not_reset(dut):
+    """A board stays powered between runs and stops announcing once a host spoke: the next
+    session asks it for HELLO (HELLO_REQUEST) and finds it as after boot."""
+    window = lying_still(dut.info.window)
+    first = dut.session.stream(window)
+    assert dut.session.link.hello_requests == 0  # it announced itself at boot
+    dut.session.close()
+    with DeviceSession(dut.device.url, dut.session.timeout, baudrate=dut.session.baudrate,
+                       check_alive=dut.device.check_alive) as again:
+        assert again.info == dut.info
+        assert again.link.hello_requests >= 1
+        second = again.stream(window)
+        assert again.stats()["windows"] == 1  # counted from the request, not from boot
+    assert [r.index for r in second] == [0]
+    np.testing.assert_array_equal(first[0].logits, second[0].logits)
+
+
 # --- faults on the wire and in the emulator ------------------------------------------------
 
 class CorruptingProxy:

@@ -102,8 +102,8 @@ def farm_place(coordinator: str) -> str:
 @pytest.fixture
 def place(coordinator: str, farm_place: str, native_tag: Path, tmp_path) -> Iterator[str]:
     """A freshly booting host-native tag on its pseudo-terminal, exported as RawSerialPort by
-    a real labgrid-exporter, behind `farm_place`. Fresh for every test: the firmware announces
-    HELLO only until a host's first frame, as a tag does until it is reset. The device, the
+    a real labgrid-exporter, behind `farm_place`. Fresh for every test, so that none sees
+    another's exporter or link state (a second run on one tag: test_two_runs_...). The device, the
     exporter and its ser2net are ended at teardown, and the coordinator has forgotten the
     resource before the next test's exporter publishes it again."""
     from device_sim.targets import load_target
@@ -148,6 +148,20 @@ def test_a_run_through_a_labgrid_place(coordinator, place, hil_target, hil_run_d
     assert report.backend == "labgrid"
     assert (tmp_path / "report" / "report.json").is_file()
     assert holder(coordinator, place) == "None"  # released after the run
+
+
+@COLLAR
+def test_two_runs_through_a_place_need_no_reset_of_the_tag(coordinator, place, hil_run_dir,
+                                                           tmp_path):
+    options = RunOptions(target="collar", backend="labgrid", place=place,
+                         coordinator=coordinator, max_windows=3, report=tmp_path / "first")
+    first = run_on_device(hil_run_dir, options)
+    second = run_on_device(hil_run_dir, RunOptions(**{**vars(options),
+                                                      "report": tmp_path / "second"}))
+    assert first.passed and second.passed and second.windows == 3
+    assert first.link["hello_requests"] == 0  # the fresh tag announced itself
+    assert second.link["hello_requests"] >= 1  # the quiet one was asked
+    assert holder(coordinator, place) == "None"
 
 
 @COLLAR
