@@ -28,7 +28,7 @@ from pathlib import Path
 from device_sim import toolchain
 from device_sim.boards import Board, resolve_port
 from device_sim.errors import FlashError, FlashUnavailableError
-from device_sim.process import end_process, spawn
+from device_sim.process import run_to_end
 from device_sim.targets import Platform
 
 PYOCD = "pyocd"
@@ -129,25 +129,19 @@ def run_flasher(command: list[str], named_by: str, timeout: float = FLASH_TIMEOU
     """Run a flash command to its end; its output. FlashError, quoting the output, when it is
     not found, fails or outlasts `timeout`."""
     try:
-        proc = spawn(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                     stderr=subprocess.STDOUT, text=True, errors="replace")
+        done = run_to_end(command, timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          errors="replace")
     except OSError as error:
         raise FlashError(f"cannot run the flasher {command[0]!r} ({named_by}): {error}. "
                          "Install it, or name another in the hardware map's `flash`") from None
-    try:
-        output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        end_process(proc)
         raise FlashError(f"the flasher ({named_by}) did not finish within {timeout:g} s: "
                          f"{shlex.join(command)}") from None
-    except BaseException:  # Ctrl-C: no flasher left writing to the board
-        end_process(proc)
-        raise
-    if proc.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-OUTPUT_LINES:])
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.strip().splitlines()[-OUTPUT_LINES:])
         raise FlashError(f"flashing failed ({named_by}): `{shlex.join(command)}` exited with "
-                         f"status {proc.returncode}:\n{tail}")
-    return output
+                         f"status {done.returncode}:\n{tail}")
+    return done.stdout
 
 
 def flash_firmware(elf: Path, platform: Platform, board: Board | None, port_spec: str | None,

@@ -61,6 +61,20 @@ def spawn(command: Sequence[str], **options: Any) -> subprocess.Popen[str]:
                             preexec_fn=lambda: _die_with(parent), **options)
 
 
+def run_to_end(command: Sequence[str], timeout: float,
+               **options: Any) -> subprocess.CompletedProcess[str]:
+    """Run a short-lived tool (a flasher, labgrid-client) to its end in a session of its own
+    (spawn), stdin closed; its result whatever its exit status. On a timeout
+    (subprocess.TimeoutExpired) or any interruption the process is ended first."""
+    proc = spawn(command, stdin=subprocess.DEVNULL, text=True, **options)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:  # TimeoutExpired, Ctrl-C: nothing left running
+        end_process(proc)
+        raise
+    return subprocess.CompletedProcess(list(command), proc.returncode, out, err)
+
+
 # The watcher of a process group: waits for end-of-file on stdin (the harness has ended or
 # stopped the device), then kills the group. Ctrl-C in the terminal is the harness's business.
 _GROUP_WATCHER = """\

@@ -52,7 +52,7 @@ from device_sim.errors import (
 )
 from device_sim.flash import FLASH_TIMEOUT_S, OUTPUT_LINES
 from device_sim.model_sources import ModelSources
-from device_sim.process import end_process, spawn
+from device_sim.process import run_to_end
 from device_sim.targets import Platform, TargetProfile
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
@@ -85,18 +85,12 @@ def labgrid_client(coordinator: str, place: str | None, *args: str,
     status. The child is ended on a timeout (PlaceError) and on any interruption."""
     command = [client_executable(), "-x", coordinator, *(["-p", place] if place else []), *args]
     environment = {k: v for k, v in (env or os.environ).items() if k not in _CLIENT_ENV_DROPPED}
-    proc = spawn(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True, env=environment)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        return run_to_end(command, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=environment)
     except subprocess.TimeoutExpired:
-        end_process(proc)
         raise PlaceError(f"labgrid-client {' '.join(args)} got no answer from the coordinator "
                          f"at {coordinator} within {timeout:g} s") from None
-    except BaseException:
-        end_process(proc)
-        raise
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def _client_error(result: subprocess.CompletedProcess[str], place: str,
